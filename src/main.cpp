@@ -1,2 +1,112 @@
-// Placeholder while the daemon is wired up in this session.
-int main() { return 0; }
+#include <spdlog/async.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/server/server.hpp"
+
+namespace {
+
+constexpr const char* usage = R"(Usage: ratelimit-proxy [--config FILE] [--check-config]
+       ratelimit-proxy --help | --version
+
+A reverse proxy that authenticates bearer tokens from POST /register, rate limits each token
+with a Redis token bucket, and relays /api/* to TARGET_API_URL with TARGET_API_KEY injected.
+
+Options:
+  --config FILE    JSON configuration (see config/ratelimit-proxy.json); the environment
+                   overrides it
+  --check-config   validate the configuration, print it without secrets, and exit
+  --help           this text
+  --version        the version
+
+Environment:
+  TARGET_API_URL         upstream base URL, http:// or https:// (required)
+  TARGET_API_KEY         key injected into every upstream request (optional)
+  TARGET_API_KEY_HEADER  header carrying the key (default Authorization)
+  TARGET_API_KEY_FORMAT  its value, {key} replaced (default "Bearer {key}")
+  TARGET_CA_FILE         extra CA certificates (PEM) to verify the upstream with
+  RATE_LIMIT             requests per minute per token (default 60)
+  BURST                  bucket capacity (default RATE_LIMIT)
+  REDIS_URL              redis://[:password@]host[:port][/db] (default redis://127.0.0.1:6379)
+  BIND_ADDRESS           host:port to listen on (default 127.0.0.1:3000)
+  THREADS                worker threads (default: number of cores)
+  LOG_LEVEL              trace, debug, info, warn, error, critical, off (default info)
+
+Exit codes: 0 clean shutdown, 1 runtime failure (e.g. the port is taken), 2 bad configuration.
+)";
+
+void setup_logging(const std::string& level) {
+    spdlog::init_thread_pool(8192, 1);
+    auto sink = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
+    // Access lines go through a queue so a slow terminal never stalls a worker thread.
+    auto logger =
+        std::make_shared<spdlog::async_logger>("ratelimit-proxy", sink, spdlog::thread_pool(),
+                                               spdlog::async_overflow_policy::overrun_oldest);
+    logger->set_level(spdlog::level::from_str(level));
+    logger->flush_on(spdlog::level::warn);
+    spdlog::set_default_logger(logger);
+    spdlog::flush_every(std::chrono::seconds(1));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    namespace config = ratelimit_proxy::config;
+    std::optional<std::string> config_path;
+    bool check_only = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            std::cout << usage;
+            return 0;
+        }
+        if (arg == "--version") {
+            std::cout << "ratelimit-proxy " << RLP_VERSION << "\n";
+            return 0;
+        }
+        if (arg == "--check-config") {
+            check_only = true;
+        } else if (arg == "--config" && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (arg.rfind("--config=", 0) == 0) {
+            config_path = arg.substr(9);
+        } else {
+            std::cerr << "ratelimit-proxy: unknown argument \"" << arg << "\" (see --help)\n";
+            return 2;
+        }
+    }
+
+    config::settings settings;
+    try {
+        settings = config::load(config_path, config::process_environment());
+    } catch (const config::config_error& e) {
+        std::cerr << "ratelimit-proxy: invalid configuration: " << e.what() << "\n";
+        return 2;
+    }
+    if (check_only) {
+        std::cout << "configuration ok: upstream " << settings.upstream.url << ", "
+                  << settings.rate_limit.requests_per_minute << " requests/minute, burst "
+                  << settings.effective_burst() << ", listening on " << settings.server.bind_address
+                  << "\n";
+        return 0;
+    }
+
+    setup_logging(settings.log_level);
+    int code = 1;
+    try {
+        ratelimit_proxy::server::server daemon(settings);
+        code = daemon.run();
+    } catch (const std::exception& e) {
+        spdlog::critical("fatal: {}", e.what());
+        code = 1;
+    }
+    spdlog::shutdown();
+    return code;
+}

@@ -19,8 +19,8 @@ struct upstream_settings {
     std::string ca_file;                           // extra CA bundle for TLS verification
     bool verify_tls = true;
     milliseconds connect_timeout{5000};
-    milliseconds response_timeout{60000};  // until the response header arrives
-    milliseconds idle_timeout{60000};      // between body chunks, either direction
+    milliseconds response_timeout{60000};   // until the response header arrives
+    milliseconds idle_timeout{60000};       // between body chunks, either direction
     std::size_t max_idle_connections = 64;  // kept alive per worker thread
     milliseconds pool_idle_timeout{30000};
 };
@@ -70,12 +70,12 @@ struct settings {
 // A configuration problem, with the field it is about (as the user wrote it: an
 // environment variable name or a JSON path such as "upstream.connect_timeout_ms").
 class config_error : public std::runtime_error {
-public:
+  public:
     config_error(std::string field, const std::string& problem)
         : std::runtime_error(field + ": " + problem), field_(std::move(field)) {}
     const std::string& field() const { return field_; }
 
-private:
+  private:
     std::string field_;
 };
 

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "ratelimit_proxy/auth/token.hpp"
+#include "ratelimit_proxy/redis/connection.hpp"
+
+namespace ratelimit_proxy::auth {
+
+// What the proxy knows about an authenticated token. Never holds the token itself.
+struct identity {
+    std::string id;  // first 16 hex digits of the token's SHA-256: safe to log, stable
+    std::string tier = "default";
+};
+
+enum class lookup_status { found, unknown, unavailable };
+
+struct lookup_result {
+    lookup_status status = lookup_status::unknown;
+    identity who;
+};
+
+// Tokens live in Redis as {prefix}:token:{sha256-hex} hashes. One store per worker thread;
+// its cache is that thread's alone, so no lock is taken on the request path.
+class token_store {
+  public:
+    token_store(redis::connection& conn, std::string key_prefix,
+                std::chrono::milliseconds cache_ttl, std::size_t cache_size);
+
+    // Cache hit: answers now. Miss: nothing, and lookup() must be used.
+    std::optional<identity> cached(std::string_view token);
+    void lookup(std::string_view token, std::function<void(lookup_result)> done);
+
+    // Creates a token; done gets it (shown to the client once) or nothing if Redis failed.
+    void issue(std::function<void(std::optional<std::string>)> done);
+
+    std::string key_for(const digest& d) const;
+
+  private:
+    struct digest_hash {
+        std::size_t operator()(const digest& d) const noexcept;
+    };
+    struct cache_entry {
+        identity who;
+        std::chrono::steady_clock::time_point expires;
+    };
+
+    redis::connection& conn_;
+    std::string key_prefix_;
+    std::chrono::milliseconds cache_ttl_;
+    std::size_t cache_size_;
+    std::unordered_map<digest, cache_entry, digest_hash> cache_;
+};
+
+}  // namespace ratelimit_proxy::auth

@@ -1,0 +1,31 @@
+#pragma once
+
+#include <boost/beast/http/fields.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace ratelimit_proxy::proxy {
+
+namespace http = boost::beast::http;
+
+// What the request rewrite needs to know; built once from the config.
+struct request_rewrite {
+    std::string host_header;  // the upstream's Host
+    std::string key_header;   // e.g. "Authorization" or "x-api-key"
+    std::string key_value;    // e.g. "Bearer sk-..."; empty: inject nothing
+};
+
+// Removes hop-by-hop headers and every header named in Connection (RFC 9110 7.6.1).
+void strip_hop_by_hop(http::fields& fields);
+
+// Downstream request header -> upstream request header: hop-by-hop gone, the client's
+// credentials (Authorization, and any copy of the key header) gone, the upstream key
+// injected, Host set, X-Forwarded-For appended, X-Forwarded-Proto set.
+void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
+                     std::string_view client_address);
+
+// Upstream response header -> downstream: hop-by-hop headers gone, everything else as is.
+void rewrite_response(http::fields& fields);
+
+}  // namespace ratelimit_proxy::proxy

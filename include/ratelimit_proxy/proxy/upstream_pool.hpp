@@ -1,0 +1,39 @@
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+
+#include "ratelimit_proxy/proxy/upstream_connection.hpp"
+
+namespace ratelimit_proxy::proxy {
+
+// Keep-alive connections to the one upstream, for one worker thread (no locking).
+class upstream_pool {
+  public:
+    using acquire_handler =
+        std::function<void(beast::error_code, std::unique_ptr<upstream_connection>, bool reused)>;
+
+    upstream_pool(boost::asio::io_context& io, boost::asio::ssl::context* tls,
+                  upstream_endpoint where, std::chrono::milliseconds connect_timeout,
+                  std::size_t max_idle, std::chrono::milliseconds idle_timeout);
+
+    // An idle connection that still looks alive, else a new one.
+    void acquire(acquire_handler done);
+    // A fresh connection, never a pooled one (to retry after a reused one failed).
+    void connect_new(acquire_handler done);
+    void release(std::unique_ptr<upstream_connection> conn);
+    std::size_t idle_count() const { return idle_.size(); }
+    void clear();
+
+  private:
+    boost::asio::io_context& io_;
+    boost::asio::ssl::context* tls_;
+    upstream_endpoint where_;
+    std::chrono::milliseconds connect_timeout_;
+    std::size_t max_idle_;
+    std::chrono::milliseconds idle_timeout_;
+    std::deque<std::unique_ptr<upstream_connection>> idle_;  // most recently used at the back
+};
+
+}  // namespace ratelimit_proxy::proxy

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+namespace ratelimit_proxy::server {
+
+class worker;
+
+// Accepts on one socket and hands each connection to the next worker, round robin; the
+// connection then lives on that worker's thread.
+class listener : public std::enable_shared_from_this<listener> {
+  public:
+    // Throws boost::system::system_error if the address cannot be bound.
+    listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
+             std::vector<worker*> workers, std::size_t max_connections);
+
+    void run();
+    void stop();
+    boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+  private:
+    void do_accept();
+    void on_accept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket,
+                   worker& target);
+
+    boost::asio::io_context& io_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    std::vector<worker*> workers_;
+    std::size_t next_ = 0;
+    std::size_t max_connections_;
+};
+
+}  // namespace ratelimit_proxy::server

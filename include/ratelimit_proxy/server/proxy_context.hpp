@@ -1,0 +1,31 @@
+#pragma once
+
+#include <memory>
+
+#include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/limit/decision.hpp"
+#include "ratelimit_proxy/proxy/header_rewrite.hpp"
+#include "ratelimit_proxy/proxy/upstream_target.hpp"
+#include "ratelimit_proxy/redis/connection.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace ratelimit_proxy::server {
+
+// Everything derived from the configuration, built once and shared read-only by all workers.
+struct proxy_context {
+    config::settings settings;
+    proxy::upstream_target upstream;
+    proxy::request_rewrite rewrite;
+    limit::policy policy;
+    redis::endpoint redis_endpoint;
+    redis::script token_bucket;
+    std::unique_ptr<boost::asio::ssl::context> tls;  // set for https upstreams
+
+    explicit proxy_context(const config::settings& s);
+    ~proxy_context();
+};
+
+}  // namespace ratelimit_proxy::server

@@ -1,0 +1,114 @@
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "ratelimit_proxy/auth/token_store.hpp"
+#include "ratelimit_proxy/limit/rate_limit_headers.hpp"
+#include "ratelimit_proxy/proxy/upstream_connection.hpp"
+
+namespace ratelimit_proxy::server {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+class worker;
+
+// One downstream connection: read a request header, answer locally or authenticate, check
+// the limit and relay to the upstream with both bodies streamed in bounded chunks; then the
+// next request on the same connection. Lives on its worker's thread only.
+class session : public std::enable_shared_from_this<session> {
+  public:
+    session(boost::asio::ip::tcp::socket&& socket, worker& owner);
+    ~session();
+
+    void run();
+    // Shutdown: an idle connection closes now, a busy one after its current response.
+    void drain();
+
+  private:
+    using request_parser = http::request_parser<http::buffer_body>;
+    using response_serializer = http::response_serializer<http::buffer_body>;
+
+    void do_read_header();
+    void on_read_header(beast::error_code ec);
+    void route();
+    void handle_register();
+    void handle_ready();
+    void handle_api();
+    void on_lookup(const auth::lookup_result& result);
+    void check_limit();
+    void on_decision(const limit::decision& d);
+
+    void start_upstream(bool fresh_connection);
+    void on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_connection> conn,
+                     bool reused);
+    void on_write_request_header(beast::error_code ec);
+    void on_write_continue(beast::error_code ec);
+    void do_read_request_body();
+    void on_read_request_body(beast::error_code ec);
+    void do_write_request_body();
+    void on_write_request_body(beast::error_code ec);
+    void do_read_response_header();
+    void on_read_response_header(beast::error_code ec);
+    void on_write_response_header(beast::error_code ec);
+    void do_read_response_body();
+    void on_read_response_body(beast::error_code ec);
+    void on_write_response_body(beast::error_code ec);
+    void finish_exchange();
+    bool retry_on_fresh_connection(beast::error_code ec);
+    void upstream_failed(beast::error_code ec, const char* what);
+
+    void send_local(http::status status, std::string_view error, std::string_view message);
+    void send_json(http::status status, std::string body);
+    void on_write_local(beast::error_code ec);
+    void next_request_or_close(bool keep_alive);
+    void close();
+    void fail(beast::error_code ec, const char* what);
+    void log_access(unsigned status);
+
+    worker& owner_;
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    std::string client_address_;
+    std::optional<request_parser> parser_;
+    http::response<http::string_body> local_response_;
+
+    // Per request.
+    std::string method_;
+    std::string path_;  // without the query, for the access log
+    bool client_keep_alive_ = false;
+    bool expect_continue_ = false;
+    bool request_has_body_ = false;
+    bool request_body_started_ = false;
+    unsigned status_ = 0;
+    const char* decision_label_ = "-";
+    auth::identity identity_;
+    std::string bearer_;
+    std::optional<limit::rate_limit_headers> limit_headers_;
+    std::unique_ptr<proxy::upstream_connection> upstream_;
+    bool upstream_reused_ = false;
+    bool retried_ = false;
+    std::optional<proxy::request_serializer> request_serializer_;
+    std::optional<proxy::response_parser> response_parser_;
+    std::optional<response_serializer> response_serializer_;
+    std::unique_ptr<char[]> body_buffer_;
+    std::chrono::steady_clock::time_point upstream_started_;
+    std::chrono::steady_clock::duration upstream_time_{};
+
+    bool idle_ = true;  // waiting for the next request header
+    bool draining_ = false;
+    bool closed_ = false;
+};
+
+}  // namespace ratelimit_proxy::server

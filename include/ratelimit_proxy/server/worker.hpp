@@ -1,0 +1,65 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <memory>
+#include <unordered_set>
+#include <vector>
+
+#include "ratelimit_proxy/auth/token_store.hpp"
+#include "ratelimit_proxy/limit/redis_limiter.hpp"
+#include "ratelimit_proxy/proxy/upstream_pool.hpp"
+#include "ratelimit_proxy/redis/connection.hpp"
+#include "ratelimit_proxy/server/proxy_context.hpp"
+
+namespace ratelimit_proxy::server {
+
+class session;
+
+// One thread's world: its io_context, its Redis connection, token cache, limiter and
+// upstream pool. Sessions accepted onto a worker never leave it, so none of this is locked.
+class worker {
+  public:
+    static constexpr std::size_t body_buffer_size = 64 * 1024;
+
+    worker(const proxy_context& ctx, unsigned index);
+    ~worker();
+
+    const proxy_context& context() const { return ctx_; }
+    boost::asio::io_context& io() { return io_; }
+    redis::connection& redis() { return redis_; }
+    auth::token_store& tokens() { return tokens_; }
+    limit::limiter& limiter() { return limiter_; }
+    proxy::upstream_pool& pool() { return pool_; }
+    unsigned index() const { return index_; }
+
+    // Relay buffers are recycled so a request costs no large allocation.
+    std::unique_ptr<char[]> take_buffer();
+    void return_buffer(std::unique_ptr<char[]> buffer);
+
+    void add(session* s);
+    void remove(session* s);
+    std::size_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
+
+    // Called on the worker's thread: close idle connections, finish busy ones.
+    void drain();
+    void start();
+    void stop();
+
+  private:
+    const proxy_context& ctx_;
+    unsigned index_;
+    // Declared before io_ so they outlive it: destroying io_ destroys pending handlers, and
+    // with them sessions, which unregister themselves and hand back their buffers.
+    std::unordered_set<session*> sessions_;
+    std::atomic<std::size_t> session_count_{0};
+    std::vector<std::unique_ptr<char[]>> spare_buffers_;
+    boost::asio::io_context io_;
+    redis::connection redis_;
+    auth::token_store tokens_;
+    limit::redis_limiter limiter_;
+    proxy::upstream_pool pool_;
+};
+
+}  // namespace ratelimit_proxy::server

@@ -1,0 +1,102 @@
+#include "ratelimit_proxy/auth/token_store.hpp"
+
+#include <openssl/crypto.h>
+
+#include <cstring>
+
+namespace ratelimit_proxy::auth {
+
+namespace {
+std::string now_epoch_millis() {
+    using namespace std::chrono;
+    return std::to_string(
+        duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+}  // namespace
+
+std::size_t token_store::digest_hash::operator()(const digest& d) const noexcept {
+    std::size_t h;
+    std::memcpy(&h, d.data(), sizeof h);  // already uniformly distributed
+    return h;
+}
+
+token_store::token_store(redis::connection& conn, std::string key_prefix,
+                         std::chrono::milliseconds cache_ttl, std::size_t cache_size)
+    : conn_(conn),
+      key_prefix_(std::move(key_prefix)),
+      cache_ttl_(cache_ttl),
+      cache_size_(cache_size) {}
+
+std::string token_store::key_for(const digest& d) const {
+    return key_prefix_ + ":token:{" + to_hex(d) + "}";
+}
+
+std::optional<identity> token_store::cached(std::string_view token) {
+    if (!looks_like_token(token))
+        return std::nullopt;
+    auto d = sha256(token);
+    auto it = cache_.find(d);
+    if (it == cache_.end())
+        return std::nullopt;
+    if (std::chrono::steady_clock::now() >= it->second.expires) {
+        cache_.erase(it);
+        return std::nullopt;
+    }
+    // The map compared digests already; compare again in constant time so the accept path
+    // never depends on a short-circuiting comparison.
+    if (!digests_equal(it->first, d))
+        return std::nullopt;
+    return it->second.who;
+}
+
+void token_store::lookup(std::string_view token, std::function<void(lookup_result)> done) {
+    if (!looks_like_token(token)) {
+        done(lookup_result{lookup_status::unknown, {}});
+        return;
+    }
+    const digest d = sha256(token);
+    const std::string key = key_for(d);
+    const std::string_view args[] = {"HMGET", key, "digest", "tier"};
+    conn_.command(args, [this, d, done = std::move(done)](redis::outcome result, redis::reply&& r) {
+        if (result != redis::outcome::ok || r.type != redis::reply_type::array ||
+            r.elements.size() != 2) {
+            done(lookup_result{lookup_status::unavailable, {}});
+            return;
+        }
+        const auto& stored = r.elements[0];
+        const std::string expected = to_hex(d);
+        if (stored.type != redis::reply_type::string || stored.str.size() != expected.size() ||
+            CRYPTO_memcmp(stored.str.data(), expected.data(), expected.size()) != 0) {
+            done(lookup_result{lookup_status::unknown, {}});
+            return;
+        }
+        identity who;
+        who.id = expected.substr(0, 16);
+        if (r.elements[1].type == redis::reply_type::string && !r.elements[1].str.empty())
+            who.tier = r.elements[1].str;
+        if (cache_.size() >= cache_size_)
+            cache_.clear();  // bounded; refills on demand
+        cache_[d] = cache_entry{who, std::chrono::steady_clock::now() + cache_ttl_};
+        done(lookup_result{lookup_status::found, std::move(who)});
+    });
+}
+
+void token_store::issue(std::function<void(std::optional<std::string>)> done) {
+    std::string token = generate_token();
+    const digest d = sha256(token);
+    const std::string key = key_for(d);
+    const std::string hex = to_hex(d);
+    const std::string created = now_epoch_millis();
+    const std::string_view args[] = {"HSET", key,       "digest",     hex,
+                                     "tier", "default", "created_at", created};
+    conn_.command(args, [token = std::move(token), done = std::move(done)](
+                            redis::outcome result, redis::reply&& r) mutable {
+        if (result != redis::outcome::ok || r.type == redis::reply_type::error) {
+            done(std::nullopt);
+            return;
+        }
+        done(std::move(token));
+    });
+}
+
+}  // namespace ratelimit_proxy::auth

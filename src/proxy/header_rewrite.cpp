@@ -1,0 +1,83 @@
+#include "ratelimit_proxy/proxy/header_rewrite.hpp"
+
+#include <boost/beast/http/field.hpp>
+
+#include <array>
+#include <vector>
+
+namespace ratelimit_proxy::proxy {
+
+namespace {
+
+constexpr std::array hop_by_hop = {
+    http::field::connection,
+    http::field::keep_alive,
+    http::field::proxy_connection,
+    http::field::te,
+    http::field::trailer,
+    http::field::transfer_encoding,
+    http::field::upgrade,
+    http::field::proxy_authorization,
+    http::field::proxy_authenticate,
+};
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+        s.remove_suffix(1);
+    return s;
+}
+
+}  // namespace
+
+void strip_hop_by_hop(http::fields& fields) {
+    // Collect the names first: erasing while iterating a Connection value would invalidate it.
+    std::vector<std::string> named;
+    auto [first, last] = fields.equal_range(http::field::connection);
+    for (auto it = first; it != last; ++it) {
+        std::string_view value = it->value();
+        while (!value.empty()) {
+            auto comma = value.find(',');
+            auto token = trim(value.substr(0, comma));
+            if (!token.empty())
+                named.emplace_back(token);
+            if (comma == std::string_view::npos)
+                break;
+            value.remove_prefix(comma + 1);
+        }
+    }
+    for (const auto& name : named)
+        fields.erase(name);
+    for (auto f : hop_by_hop)
+        fields.erase(f);
+}
+
+void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
+                     std::string_view client_address) {
+    strip_hop_by_hop(fields);
+    fields.erase(http::field::authorization);
+    fields.erase(rewrite.key_header);
+    if (!rewrite.key_value.empty())
+        fields.set(rewrite.key_header, rewrite.key_value);
+    fields.set(http::field::host, rewrite.host_header);
+
+    std::string forwarded;
+    auto [first, last] = fields.equal_range("X-Forwarded-For");
+    for (auto it = first; it != last; ++it) {
+        if (!forwarded.empty())
+            forwarded += ", ";
+        forwarded += std::string_view(it->value());
+    }
+    if (!forwarded.empty())
+        forwarded += ", ";
+    forwarded += client_address;
+    fields.set("X-Forwarded-For", forwarded);
+    fields.set("X-Forwarded-Proto", "http");
+}
+
+void rewrite_response(http::fields& fields) {
+    strip_hop_by_hop(fields);
+}
+
+}  // namespace ratelimit_proxy::proxy

@@ -1,0 +1,140 @@
+#include "ratelimit_proxy/server/server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <thread>
+
+#include "ratelimit_proxy/server/listener.hpp"
+#include "ratelimit_proxy/server/proxy_context.hpp"
+#include "ratelimit_proxy/server/worker.hpp"
+
+namespace ratelimit_proxy::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+tcp::endpoint parse_endpoint(const std::string& address) {
+    const auto colon = address.rfind(':');
+    std::string host = address.substr(0, colon);
+    const auto port = static_cast<unsigned short>(std::stoul(address.substr(colon + 1)));
+    if (host.size() > 2 && host.front() == '[')
+        host = host.substr(1, host.size() - 2);
+    if (host == "localhost")
+        host = "127.0.0.1";
+    if (host == "*")
+        host = "0.0.0.0";
+    return {asio::ip::make_address(host), port};
+}
+}  // namespace
+
+struct server::impl {
+    explicit impl(const config::settings& s) : context(s) {}
+
+    proxy_context context;
+    asio::io_context control{1};  // signals and the shutdown clock, on the main thread
+    std::vector<std::unique_ptr<worker>> workers;
+    std::vector<std::thread> threads;
+    std::shared_ptr<listener> accept;
+    std::chrono::steady_clock::time_point drain_deadline;
+
+    std::size_t open_sessions() const {
+        std::size_t n = 0;
+        for (const auto& w : workers)
+            n += w->session_count();
+        return n;
+    }
+
+    void wait_for_drain(const std::shared_ptr<asio::steady_timer>& timer) {
+        if (open_sessions() == 0 || std::chrono::steady_clock::now() >= drain_deadline) {
+            if (open_sessions() > 0)
+                spdlog::warn("shutdown timeout: closing {} connection(s)", open_sessions());
+            return stop_workers();
+        }
+        timer->expires_after(std::chrono::milliseconds(20));
+        timer->async_wait([this, timer](boost::system::error_code) { wait_for_drain(timer); });
+    }
+
+    void stop_workers() {
+        for (auto& w : workers) {
+            asio::post(w->io(), [wp = w.get()] {
+                wp->stop();
+                wp->io().stop();
+            });
+        }
+    }
+};
+
+server::server(const config::settings& settings) : impl_(std::make_unique<impl>(settings)) {}
+
+server::~server() = default;
+
+int server::run() {
+    auto& s = impl_->context.settings;
+    unsigned threads = s.server.threads ? s.server.threads : std::thread::hardware_concurrency();
+    if (threads == 0)
+        threads = 1;
+    std::vector<worker*> raw;
+    for (unsigned i = 0; i < threads; ++i) {
+        impl_->workers.push_back(std::make_unique<worker>(impl_->context, i));
+        raw.push_back(impl_->workers.back().get());
+    }
+
+    try {
+        impl_->accept =
+            std::make_shared<listener>(raw.front()->io(), parse_endpoint(s.server.bind_address),
+                                       raw, s.server.max_connections);
+    } catch (const std::exception& e) {
+        spdlog::critical("cannot listen on {}: {}", s.server.bind_address, e.what());
+        return 1;
+    }
+
+    for (auto& w : impl_->workers)
+        asio::post(w->io(), [wp = w.get()] { wp->start(); });
+    impl_->accept->run();
+
+    asio::signal_set signals(impl_->control, SIGINT, SIGTERM);
+    signals.async_wait([this](boost::system::error_code ec, int sig) {
+        if (ec)
+            return;
+        spdlog::info("signal {}: no new connections; draining in-flight requests", sig);
+        impl_->accept->stop();
+        for (auto& w : impl_->workers)
+            asio::post(w->io(), [wp = w.get()] { wp->drain(); });
+        impl_->drain_deadline =
+            std::chrono::steady_clock::now() + impl_->context.settings.server.shutdown_timeout;
+        impl_->wait_for_drain(std::make_shared<asio::steady_timer>(impl_->control));
+    });
+
+    for (auto& w : impl_->workers) {
+        impl_->threads.emplace_back([wp = w.get()] {
+            auto guard = asio::make_work_guard(wp->io());
+            wp->io().run();
+        });
+    }
+    spdlog::info(
+        "ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "
+        "{} requests/minute, burst {}",
+        RLP_VERSION, s.server.bind_address, threads, impl_->context.upstream.tls ? "https" : "http",
+        impl_->context.upstream.host_header, impl_->context.upstream.base_path,
+        s.rate_limit.requests_per_minute, s.effective_burst());
+
+    // Runs until every worker stopped: the control loop's work ends with the drain.
+    auto control_guard = asio::make_work_guard(impl_->control);
+    std::thread control_thread([this] { impl_->control.run(); });
+    for (auto& t : impl_->threads)
+        t.join();
+    control_guard.reset();
+    impl_->control.stop();
+    control_thread.join();
+    impl_->workers.clear();
+    spdlog::info("stopped");
+    return 0;
+}
+
+}  // namespace ratelimit_proxy::server

@@ -1,0 +1,690 @@
+#include "ratelimit_proxy/server/session.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/dispatch.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "ratelimit_proxy/auth/token.hpp"
+#include "ratelimit_proxy/proxy/header_rewrite.hpp"
+#include "ratelimit_proxy/proxy/upstream_target.hpp"
+#include "ratelimit_proxy/server/worker.hpp"
+
+namespace ratelimit_proxy::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+std::string json_error(std::string_view error, std::string_view message) {
+    std::string body;
+    body.reserve(32 + error.size() + message.size());
+    body.append("{\"error\":\"").append(error).append("\",\"message\":\"");
+    for (char c : message) {
+        if (c == '"' || c == '\\')
+            body.push_back('\\');
+        body.push_back(c);
+    }
+    body.append("\"}");
+    return body;
+}
+
+bool is_idempotent(http::verb v) {
+    switch (v) {
+        case http::verb::get:
+        case http::verb::head:
+        case http::verb::options:
+        case http::verb::put:
+        case http::verb::delete_:
+        case http::verb::trace:
+            return true;
+        default:
+            return false;
+    }
+}
+
+void set_limit_headers(http::fields& f, const limit::rate_limit_headers& h) {
+    f.set("X-RateLimit-Limit", h.limit);
+    f.set("X-RateLimit-Remaining", h.remaining);
+    f.set("X-RateLimit-Reset", h.reset);
+    f.set("RateLimit-Policy", h.policy);
+    f.set("RateLimit", h.rate_limit);
+    if (!h.retry_after.empty())
+        f.set(http::field::retry_after, h.retry_after);
+}
+
+}  // namespace
+
+session::session(tcp::socket&& socket, worker& owner) : owner_(owner), stream_(std::move(socket)) {
+    beast::error_code ec;
+    auto peer = stream_.socket().remote_endpoint(ec);
+    client_address_ = ec ? "unknown" : peer.address().to_string();
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+    owner_.add(this);
+}
+
+session::~session() {
+    if (body_buffer_)
+        owner_.return_buffer(std::move(body_buffer_));
+    if (upstream_)
+        upstream_->close();
+    owner_.remove(this);
+}
+
+void session::run() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read_header(); });
+}
+
+void session::drain() {
+    draining_ = true;
+    if (idle_)
+        close();
+}
+
+void session::fail(beast::error_code ec, const char* what) {
+    if (ec == asio::error::operation_aborted)
+        return;
+    spdlog::debug("downstream {}: {}: {}", client_address_, what, ec.message());
+}
+
+void session::close() {
+    if (closed_)
+        return;
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+    if (upstream_) {
+        upstream_->close();
+        upstream_.reset();
+    }
+}
+
+// ---- reading a request -------------------------------------------------------------------
+
+void session::do_read_header() {
+    if (draining_ || closed_)
+        return close();
+    const auto& s = owner_.context().settings.server;
+    idle_ = true;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(s.max_header_bytes));
+    if (s.max_body_bytes > 0) {
+        parser_->body_limit(s.max_body_bytes);
+    } else {
+        parser_->body_limit(boost::none);
+    }
+    // A client mid-way through a header gets the header timeout; an idle keep-alive one the
+    // idle timeout.
+    stream_.expires_after(buffer_.size() > 0 ? s.header_timeout : s.idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                self->on_read_header(ec);
+                            });
+}
+
+void session::on_read_header(beast::error_code ec) {
+    idle_ = false;
+    status_ = 0;
+    decision_label_ = "-";
+    identity_ = {};
+    limit_headers_.reset();
+    retried_ = false;
+    upstream_time_ = {};
+    if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset || ec == asio::error::eof) {
+        return close();
+    }
+    if (ec == beast::error::timeout) {
+        if (buffer_.size() == 0)
+            return close();
+        client_keep_alive_ = false;
+        method_ = "-";
+        path_ = "-";
+        return send_local(http::status::request_timeout, "request_timeout",
+                          "the request header did not arrive in time");
+    }
+    if (ec) {
+        client_keep_alive_ = false;
+        method_ = "-";
+        path_ = "-";
+        if (ec == http::error::header_limit)
+            return send_local(http::status::request_header_fields_too_large, "header_too_large",
+                              "request header exceeds the configured maximum");
+        if (ec == http::error::body_limit)
+            return send_local(http::status::payload_too_large, "payload_too_large",
+                              "request body exceeds the configured maximum");
+        return send_local(http::status::bad_request, "bad_request", "malformed HTTP request");
+    }
+
+    auto& req = parser_->get();
+    method_ = std::string(req.method_string());
+    const std::string_view target = req.target();
+    path_ = std::string(target.substr(0, target.find('?')));
+    client_keep_alive_ = req.keep_alive();
+    request_has_body_ = !parser_->is_done();
+    request_body_started_ = false;
+    route();
+}
+
+void session::route() {
+    auto& req = parser_->get();
+    const auto& prefix = owner_.context().settings.server.api_prefix;
+    std::string_view path = path_;
+    if (path.substr(0, prefix.size()) == prefix &&
+        (path.size() == prefix.size() || path[prefix.size()] == '/'))
+        return handle_api();
+    if (path == "/health") {
+        if (req.method() != http::verb::get && req.method() != http::verb::head)
+            return send_local(http::status::method_not_allowed, "method_not_allowed",
+                              "use GET /health");
+        return send_json(http::status::ok, R"({"status":"ok"})");
+    }
+    if (path == "/ready") {
+        if (req.method() != http::verb::get && req.method() != http::verb::head)
+            return send_local(http::status::method_not_allowed, "method_not_allowed",
+                              "use GET /ready");
+        return handle_ready();
+    }
+    if (path == "/register") {
+        if (req.method() != http::verb::post)
+            return send_local(http::status::method_not_allowed, "method_not_allowed",
+                              "use POST /register");
+        return handle_register();
+    }
+    send_local(http::status::not_found, "not_found",
+               "no such endpoint; proxied paths start with " + prefix);
+}
+
+void session::handle_ready() {
+    static constexpr std::string_view ping[] = {"PING"};
+    owner_.redis().command(ping, [self = shared_from_this()](redis::outcome o, redis::reply&& r) {
+        if (o == redis::outcome::ok && r.type != redis::reply_type::error)
+            return self->send_json(http::status::ok, R"({"status":"ready"})");
+        self->send_json(http::status::service_unavailable,
+                        R"({"status":"unavailable","redis":"unreachable"})");
+    });
+}
+
+void session::handle_register() {
+    owner_.tokens().issue([self = shared_from_this()](std::optional<std::string> token) {
+        if (!token)
+            return self->send_local(http::status::service_unavailable, "unavailable",
+                                    "cannot store the token: Redis is unreachable");
+        self->send_json(http::status::created, "{\"token\":\"" + *token + "\"}");
+    });
+}
+
+void session::handle_api() {
+    auto& req = parser_->get();
+    auto token = auth::bearer_token(req[http::field::authorization]);
+    if (!token) {
+        decision_label_ = "unauthenticated";
+        return send_local(http::status::unauthorized, "unauthorized",
+                          "missing bearer token: send Authorization: Bearer <token> from POST "
+                          "/register");
+    }
+    if (auto who = owner_.tokens().cached(*token)) {
+        identity_ = std::move(*who);
+        return check_limit();
+    }
+    owner_.tokens().lookup(*token, [self = shared_from_this()](auth::lookup_result result) {
+        self->on_lookup(result);
+    });
+}
+
+void session::on_lookup(const auth::lookup_result& result) {
+    if (closed_)
+        return;
+    switch (result.status) {
+        case auth::lookup_status::found:
+            identity_ = result.who;
+            return check_limit();
+        case auth::lookup_status::unknown:
+            decision_label_ = "unauthenticated";
+            return send_local(http::status::unauthorized, "unauthorized", "unknown token");
+        case auth::lookup_status::unavailable:
+            decision_label_ = "unavailable";
+            return send_local(http::status::service_unavailable, "unavailable",
+                              "cannot verify the token: Redis is unreachable");
+    }
+}
+
+void session::check_limit() {
+    owner_.limiter().check(identity_.id, 1, [self = shared_from_this()](const limit::decision& d) {
+        self->on_decision(d);
+    });
+}
+
+void session::on_decision(const limit::decision& d) {
+    if (closed_)
+        return;
+    limit_headers_ = limit::make_headers(d);
+    if (!d.allowed) {
+        decision_label_ = d.decided_locally ? "denied-local" : "denied";
+        return send_local(
+            http::status::too_many_requests, "rate_limited",
+            "rate limit exceeded; retry after " + limit_headers_->retry_after + " seconds");
+    }
+    decision_label_ = d.decided_locally ? "allowed-local" : "allowed";
+
+    auto& req = parser_->get();
+    std::string upstream_target;
+    const auto mapped =
+        proxy::map_request_target(req.target(), owner_.context().settings.server.api_prefix,
+                                  owner_.context().upstream, upstream_target);
+    if (mapped != proxy::target_error::none)
+        return send_local(http::status::bad_request, "bad_request",
+                          "request target must be a plain path without . or .. segments");
+    req.target(upstream_target);
+    expect_continue_ = beast::iequals(req[http::field::expect], "100-continue");
+    req.erase(http::field::expect);
+    const bool chunked = req.chunked();
+    proxy::rewrite_request(req, owner_.context().rewrite, client_address_);
+    req.version(11);
+    if (chunked)
+        req.chunked(true);
+    start_upstream(false);
+}
+
+// ---- the upstream exchange -----------------------------------------------------------------
+
+void session::start_upstream(bool fresh_connection) {
+    upstream_started_ = std::chrono::steady_clock::now();
+    auto handler = [self = shared_from_this()](
+                       beast::error_code ec, std::unique_ptr<proxy::upstream_connection> conn,
+                       bool reused) { self->on_upstream(ec, std::move(conn), reused); };
+    if (fresh_connection) {
+        owner_.pool().connect_new(std::move(handler));
+    } else {
+        owner_.pool().acquire(std::move(handler));
+    }
+}
+
+void session::on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_connection> conn,
+                          bool reused) {
+    if (closed_) {
+        if (conn)
+            conn->close();
+        return;
+    }
+    if (ec)
+        return upstream_failed(ec, "connect");
+    upstream_ = std::move(conn);
+    upstream_reused_ = reused;
+    if (!body_buffer_)
+        body_buffer_ = owner_.take_buffer();
+    request_serializer_.emplace(parser_->get());
+    auto& body = parser_->get().body();
+    body.data = nullptr;
+    body.size = 0;
+    body.more = request_has_body_;
+    upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
+    upstream_->write_header(*request_serializer_,
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                self->on_write_request_header(ec);
+                            });
+}
+
+bool session::retry_on_fresh_connection(beast::error_code ec) {
+    // A pooled connection the upstream already closed fails before any response byte. Only
+    // then, only once, and only when nothing of the body was consumed, is a retry safe.
+    if (!upstream_reused_ || retried_ || request_body_started_ ||
+        !is_idempotent(parser_->get().method()))
+        return false;
+    if (ec != asio::error::eof && ec != http::error::end_of_stream &&
+        ec != asio::error::connection_reset && ec != asio::error::broken_pipe)
+        return false;
+    retried_ = true;
+    upstream_->close();
+    upstream_.reset();
+    request_serializer_.reset();
+    response_parser_.reset();
+    start_upstream(true);
+    return true;
+}
+
+void session::on_write_request_header(beast::error_code ec) {
+    if (ec == http::error::need_buffer)
+        ec = {};
+    if (ec) {
+        if (retry_on_fresh_connection(ec))
+            return;
+        return upstream_failed(ec, "write request header");
+    }
+    if (!request_has_body_)
+        return do_read_response_header();
+    if (expect_continue_) {
+        expect_continue_ = false;
+        auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
+        stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+        http::async_write(stream_, *cont,
+                          [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
+                              self->on_write_continue(ec);
+                          });
+        return;
+    }
+    do_read_request_body();
+}
+
+void session::on_write_continue(beast::error_code ec) {
+    if (ec) {
+        fail(ec, "write 100-continue");
+        return close();
+    }
+    do_read_request_body();
+}
+
+void session::do_read_request_body() {
+    request_body_started_ = true;
+    auto& body = parser_->get().body();
+    body.data = body_buffer_.get();
+    body.size = worker::body_buffer_size;
+    stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+    http::async_read_some(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_read_request_body(ec);
+                          });
+}
+
+void session::on_read_request_body(beast::error_code ec) {
+    if (ec == http::error::need_buffer)
+        ec = {};
+    if (ec) {
+        fail(ec, "read request body");
+        if (ec == http::error::body_limit) {
+            upstream_->close();
+            upstream_.reset();
+            client_keep_alive_ = false;
+            return send_local(http::status::payload_too_large, "payload_too_large",
+                              "request body exceeds the configured maximum");
+        }
+        if (ec != beast::error::timeout && ec != asio::error::eof &&
+            ec != http::error::partial_message && ec != asio::error::connection_reset) {
+            // A framing error (bad chunk) is the client's fault: tell it, then close.
+            upstream_->close();
+            upstream_.reset();
+            client_keep_alive_ = false;
+            return send_local(http::status::bad_request, "bad_request", "malformed request body");
+        }
+        return close();
+    }
+    auto& body = parser_->get().body();
+    body.size = worker::body_buffer_size - body.size;
+    // A read can end on chunk framing alone; an empty buffer handed to the serializer would
+    // go out as the zero-length last chunk.
+    if (body.size == 0 && !parser_->is_done())
+        return do_read_request_body();
+    body.data = body.size ? body_buffer_.get() : nullptr;
+    body.more = !parser_->is_done();
+    do_write_request_body();
+}
+
+void session::do_write_request_body() {
+    upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
+    upstream_->write(*request_serializer_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                         self->on_write_request_body(ec);
+                     });
+}
+
+void session::on_write_request_body(beast::error_code ec) {
+    if (ec == http::error::need_buffer)
+        ec = {};
+    if (ec)
+        return upstream_failed(ec, "write request body");
+    if (request_serializer_->is_done())
+        return do_read_response_header();
+    if (!parser_->is_done())
+        return do_read_request_body();
+    // All of the body is in; let the serializer finish (the last chunk).
+    auto& body = parser_->get().body();
+    body.data = nullptr;
+    body.size = 0;
+    body.more = false;
+    do_write_request_body();
+}
+
+void session::do_read_response_header() {
+    response_parser_.emplace();
+    response_parser_->body_limit(boost::none);
+    response_parser_->header_limit(64 * 1024);
+    if (parser_->get().method() == http::verb::head)
+        response_parser_->skip(true);
+    upstream_->expires_after(owner_.context().settings.upstream.response_timeout);
+    upstream_->read_header(*response_parser_,
+                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                               self->on_read_response_header(ec);
+                           });
+}
+
+void session::on_read_response_header(beast::error_code ec) {
+    if (ec) {
+        if (retry_on_fresh_connection(ec))
+            return;
+        return upstream_failed(ec, "read response header");
+    }
+    auto& res = response_parser_->get();
+    // Interim responses (100 Continue, 103 Early Hints) are not relayed; wait for the final one.
+    if (res.result_int() >= 100 && res.result_int() < 200 &&
+        res.result() != http::status::switching_protocols)
+        return do_read_response_header();
+    upstream_time_ = std::chrono::steady_clock::now() - upstream_started_;
+
+    const bool upstream_chunked = res.chunked();
+    const bool has_length = res.has_content_length();
+    proxy::rewrite_response(res);
+    set_limit_headers(res, *limit_headers_);
+    const unsigned version = parser_->get().version();
+    res.version(version);
+    const bool body_expected = !response_parser_->is_done() || has_length;
+    if (has_length) {
+        // Content-Length stays as the upstream sent it.
+    } else if (body_expected || upstream_chunked) {
+        if (version >= 11) {
+            res.chunked(true);
+        } else {
+            client_keep_alive_ = false;  // HTTP/1.0: the body ends when the connection does
+        }
+    }
+    res.keep_alive(client_keep_alive_ && !draining_);
+    status_ = res.result_int();
+
+    auto& body = res.body();
+    body.data = nullptr;
+    body.size = 0;
+    body.more = !response_parser_->is_done();
+    response_serializer_.emplace(res);
+    stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+    http::async_write_header(stream_, *response_serializer_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                 self->on_write_response_header(ec);
+                             });
+}
+
+void session::on_write_response_header(beast::error_code ec) {
+    if (ec == http::error::need_buffer)
+        ec = {};
+    if (ec) {
+        fail(ec, "write response header");
+        log_access(status_);
+        return close();
+    }
+    if (response_parser_->is_done()) {
+        auto& body = response_parser_->get().body();
+        body.data = nullptr;
+        body.size = 0;
+        body.more = false;
+        if (response_serializer_->is_done())
+            return finish_exchange();
+        stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+        return http::async_write(stream_, *response_serializer_,
+                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                     self->on_write_response_body(ec);
+                                 });
+    }
+    do_read_response_body();
+}
+
+void session::do_read_response_body() {
+    auto& body = response_parser_->get().body();
+    body.data = body_buffer_.get();
+    body.size = worker::body_buffer_size;
+    upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
+    upstream_->read_some(*response_parser_,
+                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             self->on_read_response_body(ec);
+                         });
+}
+
+void session::on_read_response_body(beast::error_code ec) {
+    if (ec == http::error::need_buffer)
+        ec = {};
+    if (ec) {
+        // The status line is already out: all that is left is to end the response short,
+        // so the client sees a truncated body rather than waiting forever.
+        fail(ec, "read response body");
+        spdlog::warn("upstream response body ended early: {}", ec.message());
+        log_access(status_);
+        return close();
+    }
+    auto& body = response_parser_->get().body();
+    body.size = worker::body_buffer_size - body.size;
+    if (body.size == 0 && !response_parser_->is_done())
+        return do_read_response_body();
+    body.data = body.size ? body_buffer_.get() : nullptr;
+    body.more = !response_parser_->is_done();
+    stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+    http::async_write(stream_, *response_serializer_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                          self->on_write_response_body(ec);
+                      });
+}
+
+void session::on_write_response_body(beast::error_code ec) {
+    if (ec == http::error::need_buffer)
+        ec = {};
+    if (ec) {
+        fail(ec, "write response body");
+        log_access(status_);
+        return close();
+    }
+    if (response_serializer_->is_done())
+        return finish_exchange();
+    if (!response_parser_->is_done())
+        return do_read_response_body();
+    auto& body = response_parser_->get().body();
+    body.data = nullptr;
+    body.size = 0;
+    body.more = false;
+    stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+    http::async_write(stream_, *response_serializer_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                          self->on_write_response_body(ec);
+                      });
+}
+
+void session::finish_exchange() {
+    log_access(status_);
+    const bool upstream_reusable = response_parser_->get().keep_alive() &&
+                                   response_parser_->is_done() && request_serializer_->is_done();
+    response_serializer_.reset();
+    response_parser_.reset();
+    request_serializer_.reset();
+    if (upstream_reusable) {
+        owner_.pool().release(std::move(upstream_));
+    } else {
+        upstream_->close();
+        upstream_.reset();
+    }
+    next_request_or_close(client_keep_alive_ && !draining_);
+}
+
+void session::upstream_failed(beast::error_code ec, const char* what) {
+    const bool timed_out = ec == beast::error::timeout;
+    spdlog::warn("upstream {} failed: {}", what, ec.message());
+    if (upstream_) {
+        upstream_->close();
+        upstream_.reset();
+    }
+    request_serializer_.reset();
+    response_parser_.reset();
+    // The rest of the client's body is unread: this connection cannot carry another request.
+    if (!parser_->is_done())
+        client_keep_alive_ = false;
+    if (timed_out)
+        return send_local(http::status::gateway_timeout, "gateway_timeout",
+                          "the upstream did not answer in time");
+    send_local(http::status::bad_gateway, "bad_gateway", "the upstream could not be reached");
+}
+
+// ---- local replies -------------------------------------------------------------------------
+
+void session::send_local(http::status status, std::string_view error, std::string_view message) {
+    send_json(status, json_error(error, message));
+}
+
+void session::send_json(http::status status, std::string body) {
+    if (closed_)
+        return;
+    const unsigned version = parser_ && parser_->is_header_done() ? parser_->get().version() : 11;
+    // A request whose body was never read leaves unknown bytes on the wire: close after.
+    const bool body_unread = parser_ && parser_->is_header_done() && !parser_->is_done();
+    const bool keep_alive = client_keep_alive_ && !body_unread && !draining_;
+    local_response_ = {};
+    local_response_.result(status);
+    local_response_.version(version);
+    local_response_.set(http::field::server, "ratelimit-proxy");
+    local_response_.set(http::field::content_type, "application/json");
+    local_response_.set(http::field::cache_control, "no-store");
+    if (status == http::status::unauthorized)
+        local_response_.set(http::field::www_authenticate, "Bearer");
+    if (status == http::status::method_not_allowed)
+        local_response_.set(http::field::allow, path_ == "/register" ? "POST" : "GET, HEAD");
+    if (limit_headers_)
+        set_limit_headers(local_response_, *limit_headers_);
+    local_response_.body() = std::move(body);
+    local_response_.keep_alive(keep_alive);
+    local_response_.prepare_payload();
+    if (parser_ && parser_->is_header_done() && parser_->get().method() == http::verb::head)
+        local_response_.body().clear();  // Content-Length stays: it describes the GET answer
+    status_ = static_cast<unsigned>(status);
+    log_access(status_);
+    stream_.expires_after(owner_.context().settings.server.idle_timeout);
+    http::async_write(stream_, local_response_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                          self->on_write_local(ec);
+                      });
+}
+
+void session::on_write_local(beast::error_code ec) {
+    if (ec) {
+        fail(ec, "write");
+        return close();
+    }
+    next_request_or_close(local_response_.keep_alive());
+}
+
+void session::next_request_or_close(bool keep_alive) {
+    if (body_buffer_)
+        owner_.return_buffer(std::move(body_buffer_));
+    if (!keep_alive) {
+        // Half-close so the client reads everything sent before seeing the end.
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        return close();
+    }
+    do_read_header();
+}
+
+void session::log_access(unsigned status) {
+    const auto upstream_ms =
+        std::chrono::duration_cast<std::chrono::microseconds>(upstream_time_).count() / 1000.0;
+    spdlog::info("{} {} {} {} decision={} upstream_ms={:.1f} token={}", client_address_, method_,
+                 path_, status, decision_label_, upstream_ms,
+                 identity_.id.empty() ? "-" : identity_.id.substr(0, 8));
+}
+
+}  // namespace ratelimit_proxy::server

@@ -1,0 +1,75 @@
+#include "ratelimit_proxy/server/worker.hpp"
+
+#include "ratelimit_proxy/server/session.hpp"
+
+namespace ratelimit_proxy::server {
+
+namespace {
+redis::connection_options redis_options(const proxy_context& ctx) {
+    redis::connection_options o;
+    o.where = ctx.redis_endpoint;
+    o.command_timeout = ctx.settings.redis.command_timeout;
+    o.connect_timeout = ctx.settings.redis.connect_timeout;
+    return o;
+}
+
+proxy::upstream_endpoint upstream_endpoint(const proxy_context& ctx) {
+    return {ctx.upstream.host, ctx.upstream.port, ctx.upstream.tls};
+}
+
+constexpr std::size_t max_spare_buffers = 64;
+}  // namespace
+
+worker::worker(const proxy_context& ctx, unsigned index)
+    : ctx_(ctx),
+      index_(index),
+      io_(1),
+      redis_(io_, redis_options(ctx)),
+      tokens_(redis_, ctx.settings.redis.key_prefix, ctx.settings.auth.token_cache_ttl,
+              ctx.settings.auth.token_cache_size),
+      limiter_(redis_, ctx.token_bucket, ctx.policy, ctx.settings.redis.key_prefix),
+      pool_(io_, ctx.tls.get(), upstream_endpoint(ctx), ctx.settings.upstream.connect_timeout,
+            ctx.settings.upstream.max_idle_connections, ctx.settings.upstream.pool_idle_timeout) {}
+
+worker::~worker() = default;
+
+std::unique_ptr<char[]> worker::take_buffer() {
+    if (spare_buffers_.empty())
+        return std::make_unique<char[]>(body_buffer_size);
+    auto b = std::move(spare_buffers_.back());
+    spare_buffers_.pop_back();
+    return b;
+}
+
+void worker::return_buffer(std::unique_ptr<char[]> buffer) {
+    if (buffer && spare_buffers_.size() < max_spare_buffers)
+        spare_buffers_.push_back(std::move(buffer));
+}
+
+void worker::add(session* s) {
+    sessions_.insert(s);
+    session_count_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void worker::remove(session* s) {
+    sessions_.erase(s);
+    session_count_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void worker::drain() {
+    // drain() may close a session, which removes it from the set: iterate over a copy.
+    std::vector<session*> current(sessions_.begin(), sessions_.end());
+    for (auto* s : current)
+        s->drain();
+}
+
+void worker::start() {
+    redis_.start();
+}
+
+void worker::stop() {
+    pool_.clear();
+    redis_.stop();
+}
+
+}  // namespace ratelimit_proxy::server
