@@ -3,6 +3,8 @@
 -- ARGV[1]  refill rate, tokens per second
 -- ARGV[2]  capacity (burst)
 -- ARGV[3]  cost of this request
+-- ARGV[4]  optional: the time in microseconds, for tests that replay a sequence; the proxy
+--          never sends it and Redis's clock is used
 -- Returns { allowed (0/1), remaining (integer), reset_seconds (string), retry_after_seconds (string) }
 -- reset: seconds until the bucket is full again; retry_after: seconds until `cost` tokens exist.
 -- Fractions are returned as strings because Redis truncates Lua numbers to integers.
@@ -11,8 +13,11 @@ local capacity = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 
 -- Redis's clock, so every proxy instance agrees on the time.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1])

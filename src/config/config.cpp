@@ -204,7 +204,12 @@ settings parse_json(const std::string& json_text, const std::string& origin) {
                    object_reader r(v, path);
                    r.field("requests_per_minute",
                            positive_number_into(s.rate_limit.requests_per_minute))
-                       .field("burst", positive_number_into(s.rate_limit.burst));
+                       .field("burst", [&](const json& v, const std::string& field) {
+                           // 0 keeps the default: the same as requests_per_minute.
+                           if (!v.is_number() || !(v.get<double>() >= 0))
+                               throw config_error(field, "expected a non-negative number");
+                           s.rate_limit.burst = v.get<double>();
+                       });
                    r.reject_unknown();
                })
         .field("redis",

@@ -11,31 +11,37 @@ char lower(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-// True if the path has a "." or ".." segment, also when the dots are percent-encoded.
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    c = lower(c);
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+// True if the path has a "." or ".." segment, also when dots or separators are
+// percent-encoded or written as backslashes: some upstreams decode those before routing.
 bool has_dot_segment(std::string_view path) {
-    std::size_t i = 0;
-    while (i < path.size()) {
-        if (path[i] != '/') {
-            ++i;
-            continue;
-        }
-        std::size_t end = path.find('/', i + 1);
-        if (end == std::string_view::npos)
-            end = path.size();
-        std::string_view seg = path.substr(i + 1, end - i - 1);
-        std::string decoded;
-        for (std::size_t k = 0; k < seg.size(); ++k) {
-            if (seg[k] == '%' && k + 2 < seg.size() && seg[k + 1] == '2' &&
-                lower(seg[k + 2]) == 'e') {
-                decoded.push_back('.');
-                k += 2;
-            } else {
-                decoded.push_back(seg[k]);
+    std::string decoded;
+    decoded.reserve(path.size());
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        char c = path[i];
+        if (c == '%' && i + 2 < path.size() && hex_value(path[i + 1]) >= 0 &&
+            hex_value(path[i + 2]) >= 0) {
+            const char d = static_cast<char>(hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]));
+            if (d == '.' || d == '/' || d == '\\') {
+                c = d;
+                i += 2;
             }
         }
-        if (decoded == "." || decoded == "..")
-            return true;
-        i = end;
+        decoded.push_back(c == '\\' ? '/' : c);
+    }
+    std::size_t start = 0;
+    while (start <= decoded.size()) {
+        std::size_t end = decoded.find('/', start);
+        if (end == std::string::npos) end = decoded.size();
+        const std::string_view segment(decoded.data() + start, end - start);
+        if (segment == "." || segment == "..") return true;
+        start = end + 1;
     }
     return false;
 }

@@ -7,6 +7,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <thread>
 
 #include "ratelimit_proxy/server/listener.hpp"
@@ -42,6 +43,7 @@ struct server::impl {
     std::vector<std::thread> threads;
     std::shared_ptr<listener> accept;
     std::chrono::steady_clock::time_point drain_deadline;
+    std::atomic<bool> stopping{false};
 
     std::size_t open_sessions() const {
         std::size_t n = 0;
@@ -85,48 +87,71 @@ int server::run() {
         raw.push_back(impl_->workers.back().get());
     }
 
-    try {
-        impl_->accept =
-            std::make_shared<listener>(raw.front()->io(), parse_endpoint(s.server.bind_address),
-                                       raw, s.server.max_connections);
-    } catch (const std::exception& e) {
-        spdlog::critical("cannot listen on {}: {}", s.server.bind_address, e.what());
-        return 1;
-    }
-
-    for (auto& w : impl_->workers)
-        asio::post(w->io(), [wp = w.get()] { wp->start(); });
-    impl_->accept->run();
-
+    // Installed first so a signal during start-up also ends in a clean exit.
     asio::signal_set signals(impl_->control, SIGINT, SIGTERM);
     signals.async_wait([this](boost::system::error_code ec, int sig) {
         if (ec)
             return;
         spdlog::info("signal {}: no new connections; draining in-flight requests", sig);
-        impl_->accept->stop();
+        impl_->stopping = true;
+        if (impl_->accept)
+            impl_->accept->stop();
         for (auto& w : impl_->workers)
             asio::post(w->io(), [wp = w.get()] { wp->drain(); });
         impl_->drain_deadline =
             std::chrono::steady_clock::now() + impl_->context.settings.server.shutdown_timeout;
         impl_->wait_for_drain(std::make_shared<asio::steady_timer>(impl_->control));
     });
+    auto control_guard = asio::make_work_guard(impl_->control);
+    std::thread control_thread([this] { impl_->control.run(); });
 
+    std::atomic<unsigned> connected{0};
     for (auto& w : impl_->workers) {
+        asio::post(w->io(), [wp = w.get(), &connected] {
+            wp->redis().on_connected([&connected, counted = false]() mutable {
+                if (!counted)
+                    connected.fetch_add(1);
+                counted = true;
+            });
+            wp->start();
+        });
         impl_->threads.emplace_back([wp = w.get()] {
             auto guard = asio::make_work_guard(wp->io());
             wp->io().run();
         });
     }
-    spdlog::info(
-        "ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "
-        "{} requests/minute, burst {}",
-        RLP_VERSION, s.server.bind_address, threads, impl_->context.upstream.tls ? "https" : "http",
-        impl_->context.upstream.host_header, impl_->context.upstream.base_path,
-        s.rate_limit.requests_per_minute, s.effective_burst());
 
-    // Runs until every worker stopped: the control loop's work ends with the drain.
-    auto control_guard = asio::make_work_guard(impl_->control);
-    std::thread control_thread([this] { impl_->control.run(); });
+    // Give Redis a moment before taking traffic, so the first /register after start-up does
+    // not fail; if it stays away the proxy serves anyway and /ready says so.
+    const auto wait_until = std::chrono::steady_clock::now() + s.redis.connect_timeout;
+    while (connected.load() < threads && std::chrono::steady_clock::now() < wait_until &&
+           !impl_->stopping.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (connected.load() < threads)
+        spdlog::warn("Redis at {}:{} is not answering yet; serving anyway, /ready reports 503",
+                     impl_->context.redis_endpoint.host, impl_->context.redis_endpoint.port);
+
+    int code = 0;
+    try {
+        if (impl_->stopping.load())
+            throw std::runtime_error("stopped during start-up");
+        impl_->accept =
+            std::make_shared<listener>(raw.front()->io(), parse_endpoint(s.server.bind_address),
+                                       raw, s.server.max_connections);
+        asio::post(raw.front()->io(), [l = impl_->accept] { l->run(); });
+        spdlog::info(
+            "ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "
+            "{} requests/minute, burst {}",
+            RLP_VERSION, s.server.bind_address, threads,
+            impl_->context.upstream.tls ? "https" : "http", impl_->context.upstream.host_header,
+            impl_->context.upstream.base_path, s.rate_limit.requests_per_minute,
+            s.effective_burst());
+    } catch (const std::exception& e) {
+        spdlog::critical("cannot listen on {}: {}", s.server.bind_address, e.what());
+        impl_->stop_workers();
+        code = 1;
+    }
+
     for (auto& t : impl_->threads)
         t.join();
     control_guard.reset();
@@ -134,7 +159,7 @@ int server::run() {
     control_thread.join();
     impl_->workers.clear();
     spdlog::info("stopped");
-    return 0;
+    return code;
 }
 
 }  // namespace ratelimit_proxy::server

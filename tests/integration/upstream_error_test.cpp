@@ -1,0 +1,78 @@
+// Local answers when the upstream fails: 502 when it cannot be reached, 504 when it is slow.
+#include <gtest/gtest.h>
+
+#include "beast_upstream.hpp"
+#include "proxy_process.hpp"
+#include "redis_server.hpp"
+#include "test_helpers.hpp"
+
+using namespace rlp_test;
+
+namespace {
+
+class UpstreamErrorTest : public ::testing::Test {
+  protected:
+    redis_server redis;
+    beast_upstream upstream;
+    const std::string api_key = "sk-err-" + random_hex(12);
+
+    void expect_local_error(const http_response& r, unsigned status) {
+        EXPECT_EQ(r.status, status) << r.body;
+        EXPECT_TRUE(r.header("Content-Type").rfind("application/json", 0) == 0) << r.headers_text();
+        EXPECT_NO_THROW(r.json()) << r.body;
+        EXPECT_FALSE(contains(r.body, api_key)) << r.body;
+        EXPECT_FALSE(contains(r.headers_text(), api_key)) << r.headers_text();
+    }
+};
+
+TEST_F(UpstreamErrorTest, AnswersWith502WhenNothingListensUpstream) {
+    proxy_process proxy{{.target_url = "http://127.0.0.1:" + std::to_string(free_port()) + "/v1",
+                         .redis_url = redis.url(),
+                         .env = {{"TARGET_API_KEY", api_key}}}};
+    auto token = register_token(proxy.port());
+    auto start = std::chrono::steady_clock::now();
+    auto r = http_get(proxy.port(), "/api/echo", bearer(token));
+    expect_local_error(r, 502);
+    EXPECT_LT(elapsed_ms(start), 3000);
+    EXPECT_EQ(http_get(proxy.port(), "/health").status, 200u);
+    EXPECT_FALSE(contains(proxy.log(), api_key));
+}
+
+TEST_F(UpstreamErrorTest, AnswersWith504WhenUpstreamNeverAnswers) {
+    proxy_process proxy{{.target_url = upstream.url("/v1"),
+                         .redis_url = redis.url(),
+                         .env = {{"TARGET_API_KEY", api_key}},
+                         .config = R"({"upstream":{"response_timeout_ms":500}})"}};
+    auto token = register_token(proxy.port());
+    auto start = std::chrono::steady_clock::now();
+    auto r = http_get(proxy.port(), "/api/never", bearer(token));
+    auto ms = elapsed_ms(start);
+    expect_local_error(r, 504);
+    EXPECT_GE(ms, 400);
+    EXPECT_LT(ms, 2500) << "response_timeout_ms=500 should bound the wait";
+    EXPECT_EQ(upstream.request_count(), 1u);
+    // The proxy goes on serving, and answers normally once the upstream does.
+    EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+}
+
+TEST_F(UpstreamErrorTest, SlowButTimelyUpstreamIsNotCutOff) {
+    proxy_process proxy{{.target_url = upstream.url("/v1"),
+                         .redis_url = redis.url(),
+                         .config = R"({"upstream":{"response_timeout_ms":1500}})"}};
+    auto token = register_token(proxy.port());
+    auto r = http_get(proxy.port(), "/api/slow?ms=700", bearer(token));
+    EXPECT_EQ(r.status, 200u) << r.body;
+}
+
+TEST_F(UpstreamErrorTest, AnswersWith502WhenUpstreamGoesAway) {
+    auto gone = std::make_unique<beast_upstream>();
+    proxy_process proxy{{.target_url = gone->url(), .redis_url = redis.url()}};
+    auto token = register_token(proxy.port());
+    ASSERT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+    gone.reset();  // closes the pooled connection and the listener
+    auto r = http_get(proxy.port(), "/api/echo", bearer(token));
+    expect_local_error(r, 502);
+    EXPECT_TRUE(proxy.process().running());
+}
+
+}  // namespace

@@ -1,0 +1,369 @@
+#include "beast_upstream.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <nlohmann/json.hpp>
+
+#include <stdexcept>
+
+#include "payload.hpp"
+
+namespace rlp_test {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+std::string recorded_request::header(std::string_view name) const {
+    for (auto& [k, v] : headers)
+        if (beast::iequals(k, name))
+            return v;
+    return {};
+}
+
+bool recorded_request::has_header(std::string_view name) const {
+    for (auto& [k, v] : headers)
+        if (beast::iequals(k, name))
+            return true;
+    return false;
+}
+
+std::string recorded_request::raw_headers() const {
+    std::string out;
+    for (auto& [k, v] : headers)
+        out += k + ": " + v + "\n";
+    return out;
+}
+
+beast_upstream::beast_upstream() {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (listen_fd_ < 0)
+        throw std::runtime_error("socket failed");
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(listen_fd_, 512) != 0) {
+        ::close(listen_fd_);
+        throw std::runtime_error("bind/listen failed");
+    }
+    socklen_t len = sizeof addr;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+beast_upstream::~beast_upstream() {
+    stop();
+}
+
+std::string beast_upstream::url(std::string_view base_path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + std::string(base_path);
+}
+
+std::vector<recorded_request> beast_upstream::requests() const {
+    std::lock_guard lock(mutex_);
+    return requests_;
+}
+
+bool beast_upstream::wait_for_requests(std::size_t n, std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return finished_ >= n; });
+}
+
+bool beast_upstream::sleep_or_stop(std::chrono::milliseconds d) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, d, [&] { return stopping_.load(); });
+}
+
+void beast_upstream::stop() {
+    if (stopping_.exchange(true))
+        return;
+    {
+        std::lock_guard lock(mutex_);
+        for (int fd : open_fds_)
+            ::shutdown(fd, SHUT_RDWR);
+    }
+    cv_.notify_all();
+    if (acceptor_.joinable())
+        acceptor_.join();
+    ::close(listen_fd_);
+    std::list<std::thread> workers;
+    {
+        std::lock_guard lock(mutex_);
+        workers.swap(workers_);
+    }
+    for (auto& t : workers)
+        t.join();
+}
+
+void beast_upstream::accept_loop() {
+    while (!stopping_) {
+        pollfd p{listen_fd_, POLLIN, 0};
+        int r = ::poll(&p, 1, 50);
+        if (r <= 0)
+            continue;
+        int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        std::lock_guard lock(mutex_);
+        if (stopping_) {
+            ::close(fd);
+            break;
+        }
+        open_fds_.insert(fd);
+        ++connection_count_;
+        workers_.emplace_back([this, fd] { serve(fd); });
+    }
+}
+
+namespace {
+
+std::string query_param(std::string_view target, std::string_view name) {
+    auto q = target.find('?');
+    if (q == std::string_view::npos)
+        return {};
+    std::string_view rest = target.substr(q + 1);
+    while (!rest.empty()) {
+        auto amp = rest.find('&');
+        std::string_view pair = rest.substr(0, amp);
+        auto eq = pair.find('=');
+        if (pair.substr(0, eq) == name)
+            return eq == std::string_view::npos ? std::string{} : std::string(pair.substr(eq + 1));
+        if (amp == std::string_view::npos)
+            break;
+        rest = rest.substr(amp + 1);
+    }
+    return {};
+}
+
+std::string last_segment(std::string_view target) {
+    auto path = target.substr(0, target.find('?'));
+    auto slash = path.rfind('/');
+    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+std::uint64_t to_u64(const std::string& s, std::uint64_t fallback) {
+    if (s.empty())
+        return fallback;
+    try {
+        return std::stoull(s);
+    } catch (...) {
+        return fallback;
+    }
+}
+
+std::string json_response(unsigned status, const std::string& reason, const std::string& body,
+                          const std::string& extra_headers = {}) {
+    return "HTTP/1.1 " + std::to_string(status) + " " + reason +
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n" + extra_headers + "\r\n" + body;
+}
+
+std::string chunk(std::string_view data) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    return std::string(size) + std::string(data) + "\r\n";
+}
+
+}  // namespace
+
+void beast_upstream::serve(int fd) {
+    net::io_context ioc;
+    tcp::socket sock(ioc);
+    sock.assign(tcp::v4(), fd);
+    beast::flat_buffer buffer;
+    std::vector<char> body_buf(64 * 1024);
+    boost::system::error_code ec;
+
+    auto write_all = [&](std::string_view data) {
+        net::write(sock, net::buffer(data.data(), data.size()), ec);
+        return !ec;
+    };
+
+    while (!stopping_) {
+        http::request_parser<http::buffer_body> parser;
+        parser.header_limit(64 * 1024);
+        parser.body_limit(boost::none);
+        http::read_header(sock, buffer, parser, ec);
+        if (ec)
+            break;
+
+        std::size_t index;
+        {
+            recorded_request rec;
+            auto& msg = parser.get();
+            rec.method = std::string(msg.method_string());
+            rec.target = std::string(msg.target());
+            rec.version =
+                std::to_string(msg.version() / 10) + "." + std::to_string(msg.version() % 10);
+            for (const auto& f : msg.base())
+                rec.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+            std::lock_guard lock(mutex_);
+            index = requests_.size();
+            requests_.push_back(std::move(rec));
+            ++request_count_;
+        }
+
+        sha256_stream sha;
+        std::uint64_t body_bytes = 0;
+        std::string prefix;
+        bool body_ok = true;
+        while (!parser.is_done()) {
+            parser.get().body().data = body_buf.data();
+            parser.get().body().size = body_buf.size();
+            http::read(sock, buffer, parser, ec);
+            if (ec == http::error::need_buffer)
+                ec = {};
+            if (ec) {
+                body_ok = false;
+                break;
+            }
+            std::size_t n = body_buf.size() - parser.get().body().size;
+            std::string_view piece(body_buf.data(), n);
+            sha.update(piece);
+            body_bytes += n;
+            if (prefix.size() < 64 * 1024)
+                prefix.append(piece.substr(0, 64 * 1024 - prefix.size()));
+        }
+        std::string digest = sha.hex_digest();
+        std::string target(parser.get().target());
+        bool keep_alive = parser.get().keep_alive();
+        {
+            std::lock_guard lock(mutex_);
+            auto& rec = requests_[index];
+            rec.body_bytes = body_bytes;
+            rec.body_sha256 = digest;
+            rec.body_prefix = prefix;
+            rec.complete = body_ok;
+        }
+        auto finish = [&] {
+            {
+                std::lock_guard lock(mutex_);
+                ++finished_;
+            }
+            cv_.notify_all();
+        };
+        if (!body_ok) {
+            finish();
+            break;
+        }
+
+        const std::string what = last_segment(target);
+        bool ok = true;
+        if (what == "never") {
+            sleep_or_stop(std::chrono::minutes(5));
+            finish();
+            break;
+        } else if (what == "drip") {
+            auto ms = to_u64(query_param(target, "ms"), 2000);
+            ok = write_all(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: "
+                "no-cache\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                chunk("data: 1\n\n"));
+            if (ok && !sleep_or_stop(std::chrono::milliseconds(ms)))
+                ok = write_all(chunk("data: 2\n\n") + chunk("data: done\n\n") + "0\r\n\r\n");
+        } else if (what == "download") {
+            auto n = to_u64(query_param(target, "bytes"), 1024);
+            bool chunked = query_param(target, "chunked") == "1";
+            std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n";
+            head += "X-Body-Sha256: " + pattern_sha256(n) + "\r\n";
+            head += chunked ? std::string("Transfer-Encoding: chunked\r\n")
+                            : "Content-Length: " + std::to_string(n) + "\r\n";
+            head += "\r\n";
+            ok = write_all(head);
+            std::vector<char> out(256 * 1024);
+            std::uint64_t sent = 0;
+            while (ok && sent < n && !stopping_) {
+                std::size_t k =
+                    static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), n - sent));
+                fill_pattern(sent, out.data(), k);
+                std::string_view piece(out.data(), k);
+                ok = chunked ? write_all(chunk(piece)) : write_all(piece);
+                sent += k;
+            }
+            if (ok && chunked)
+                ok = write_all("0\r\n\r\n");
+        } else if (what == "hop") {
+            std::string body = R"({"hop":true})";
+            ok = write_all(
+                "HTTP/1.1 200 OK\r\n"
+                "Content-Type: application/json\r\n"
+                "Connection: X-Up-Hop\r\n"
+                "X-Up-Hop: 1\r\n"
+                "Keep-Alive: timeout=5, max=100\r\n"
+                "Proxy-Authenticate: Basic realm=\"upstream\"\r\n"
+                "Proxy-Connection: keep-alive\r\n"
+                "x-ratelimit-limit-requests: 100\r\n"
+                "x-ratelimit-remaining-requests: 99\r\n"
+                "X-End-To-End: yes\r\n"
+                "Content-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n" + body);
+        } else if (what == "reset") {
+            std::string head =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: "
+                "1000000\r\n\r\n";
+            std::string part(1000, 'x');
+            write_all(head + part);
+            sleep_or_stop(std::chrono::milliseconds(100));
+            linger lg{1, 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            finish();
+            break;
+        } else if (what == "status") {
+            auto code = static_cast<unsigned>(to_u64(query_param(target, "code"), 200));
+            std::string body = R"({"status":)" + std::to_string(code) + "}";
+            ok = write_all(json_response(code, "Status", body));
+        } else {
+            if (what == "slow") {
+                auto ms = to_u64(query_param(target, "ms"), 1000);
+                if (sleep_or_stop(std::chrono::milliseconds(ms))) {
+                    finish();
+                    break;
+                }
+            }
+            nlohmann::json j;
+            {
+                std::lock_guard lock(mutex_);
+                auto& rec = requests_[index];
+                j["method"] = rec.method;
+                j["target"] = rec.target;
+                j["headers"] = nlohmann::json::array();
+                for (auto& [k, v] : rec.headers)
+                    j["headers"].push_back({k, v});
+                j["body_bytes"] = rec.body_bytes;
+                j["body_sha256"] = rec.body_sha256;
+            }
+            ok = write_all(json_response(200, "OK", j.dump()));
+        }
+        finish();
+        if (!ok || !keep_alive)
+            break;
+    }
+
+    {
+        std::lock_guard lock(mutex_);
+        open_fds_.erase(fd);
+    }
+    sock.close(ec);
+}
+
+}  // namespace rlp_test

@@ -1,0 +1,87 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace rlp_test {
+
+struct recorded_request {
+    std::string method;
+    std::string target;
+    std::string version;                                       // "1.1", "1.0"
+    std::vector<std::pair<std::string, std::string>> headers;  // as received, in order
+    std::uint64_t body_bytes = 0;
+    std::string body_sha256;
+    std::string body_prefix;  // the first 64 KiB of the body
+    bool complete = false;    // the whole body arrived
+
+    std::string header(std::string_view name) const;  // first match, case-insensitive
+    bool has_header(std::string_view name) const;
+    std::string raw_headers() const;  // "Name: value\n" lines
+};
+
+// An in-process HTTP/1.1 upstream on 127.0.0.1 with exact control over its behaviour: one
+// thread per connection, synchronous Beast. Behaviour is chosen by the last segment of the
+// request path (the proxy adds its own base path in front):
+//   .../echo (or anything else): reads the body; 200 JSON {"method","target","headers",
+//        "body_bytes","body_sha256"}
+//   .../slow?ms=N          reads the body, waits N ms (default 1000), then answers like echo
+//   .../drip?ms=N          200 chunked text/event-stream: "data: 1\n\n", waits N ms (default
+//                          2000), then "data: 2\n\n" and "data: done\n\n"
+//   .../download?bytes=N[&chunked=1]  N pattern bytes (see payload.hpp); X-Body-Sha256 header
+//   .../hop                response carrying hop-by-hop headers (Connection: X-Up-Hop,
+//                          X-Up-Hop, Keep-Alive, Proxy-Authenticate, Proxy-Connection) and
+//                          end-to-end ones (x-ratelimit-limit-requests: 100, X-End-To-End: yes)
+//   .../never              reads the request, never answers (until stop)
+//   .../reset              announces 1 MB, sends 1000 bytes, then resets the connection
+//   .../status?code=N      answers with status N and a small JSON body
+class beast_upstream {
+  public:
+    beast_upstream();
+    ~beast_upstream();
+    beast_upstream(const beast_upstream&) = delete;
+    beast_upstream& operator=(const beast_upstream&) = delete;
+
+    std::uint16_t port() const { return port_; }
+    // "http://127.0.0.1:PORT" + base_path
+    std::string url(std::string_view base_path = "") const;
+
+    std::size_t request_count() const { return request_count_.load(); }
+    std::size_t connection_count() const { return connection_count_.load(); }
+    std::vector<recorded_request> requests() const;
+    // Waits until at least n requests have been fully handled (response sent or aborted).
+    bool wait_for_requests(std::size_t n, std::chrono::milliseconds timeout) const;
+
+    void stop();
+
+  private:
+    void accept_loop();
+    void serve(int fd);
+    bool sleep_or_stop(std::chrono::milliseconds d);
+
+    int listen_fd_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::size_t> request_count_{0};
+    std::atomic<std::size_t> connection_count_{0};
+    std::thread acceptor_;
+
+    mutable std::mutex mutex_;
+    mutable std::condition_variable cv_;
+    std::vector<recorded_request> requests_;
+    std::size_t finished_ = 0;
+    std::set<int> open_fds_;
+    std::list<std::thread> workers_;
+};
+
+}  // namespace rlp_test
