@@ -2,6 +2,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -55,6 +58,15 @@ void setup_logging(const std::string& level) {
     spdlog::flush_every(std::chrono::seconds(1));
 }
 
+// Every connection costs a descriptor (two while proxied): take what the hard limit allows.
+void raise_descriptor_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,6 +110,9 @@ int main(int argc, char** argv) {
         return 0;
     }
 
+    // hiredis writes with plain write(): a Redis that vanished must not kill the process.
+    std::signal(SIGPIPE, SIG_IGN);
+    raise_descriptor_limit();
     setup_logging(settings.log_level);
     int code = 1;
     try {

@@ -20,9 +20,11 @@ std::size_t token_store::digest_hash::operator()(const digest& d) const noexcept
     return h;
 }
 
-token_store::token_store(redis::connection& conn, std::string key_prefix,
-                         std::chrono::milliseconds cache_ttl, std::size_t cache_size)
+token_store::token_store(redis::connection& conn, redis::circuit_breaker& breaker,
+                         std::string key_prefix, std::chrono::milliseconds cache_ttl,
+                         std::size_t cache_size)
     : conn_(conn),
+      breaker_(breaker),
       key_prefix_(std::move(key_prefix)),
       cache_ttl_(cache_ttl),
       cache_size_(cache_size) {}
@@ -34,14 +36,16 @@ std::string token_store::key_for(const digest& d) const {
 std::optional<identity> token_store::cached(std::string_view token) {
     if (!looks_like_token(token))
         return std::nullopt;
-    auto d = sha256(token);
+    return from_cache(sha256(token), false);
+}
+
+std::optional<identity> token_store::from_cache(const digest& d, bool accept_stale) const {
     auto it = cache_.find(d);
     if (it == cache_.end())
         return std::nullopt;
-    if (std::chrono::steady_clock::now() >= it->second.expires) {
-        cache_.erase(it);
+    // Expired entries stay (until the size bound clears them) for use during an outage.
+    if (!accept_stale && std::chrono::steady_clock::now() >= it->second.expires)
         return std::nullopt;
-    }
     // The map compared digests already; compare again in constant time so the accept path
     // never depends on a short-circuiting comparison.
     if (!digests_equal(it->first, d))
@@ -55,18 +59,29 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
         return;
     }
     const digest d = sha256(token);
+    auto unavailable = [this, d](const std::function<void(lookup_result)>& done) {
+        if (auto who = from_cache(d, true))
+            return done(lookup_result{lookup_status::found, std::move(*who)});
+        done(lookup_result{lookup_status::unavailable, {}});
+    };
+    if (!breaker_.allow())
+        return unavailable(done);
     const std::string key = key_for(d);
     const std::string_view args[] = {"HMGET", key, "digest", "tier"};
-    conn_.command(args, [this, d, done = std::move(done)](redis::outcome result, redis::reply&& r) {
-        if (result != redis::outcome::ok || r.type != redis::reply_type::array ||
-            r.elements.size() != 2) {
-            done(lookup_result{lookup_status::unavailable, {}});
-            return;
+    conn_.command(args, [this, d, unavailable, done = std::move(done)](redis::outcome result,
+                                                                       redis::reply&& r) {
+        if (result != redis::outcome::ok) {
+            breaker_.record_failure();
+            return unavailable(done);
         }
+        breaker_.record_success();
+        if (r.type != redis::reply_type::array || r.elements.size() != 2)
+            return unavailable(done);
         const auto& stored = r.elements[0];
         const std::string expected = to_hex(d);
         if (stored.type != redis::reply_type::string || stored.str.size() != expected.size() ||
             CRYPTO_memcmp(stored.str.data(), expected.data(), expected.size()) != 0) {
+            cache_.erase(d);  // revoked or never issued
             done(lookup_result{lookup_status::unknown, {}});
             return;
         }
@@ -89,8 +104,16 @@ void token_store::issue(std::function<void(std::optional<std::string>)> done) {
     const std::string created = now_epoch_millis();
     const std::string_view args[] = {"HSET", key,       "digest",     hex,
                                      "tier", "default", "created_at", created};
-    conn_.command(args, [token = std::move(token), done = std::move(done)](
+    if (!breaker_.allow()) {
+        done(std::nullopt);
+        return;
+    }
+    conn_.command(args, [this, token = std::move(token), done = std::move(done)](
                             redis::outcome result, redis::reply&& r) mutable {
+        if (result == redis::outcome::ok)
+            breaker_.record_success();
+        else
+            breaker_.record_failure();
         if (result != redis::outcome::ok || r.type == redis::reply_type::error) {
             done(std::nullopt);
             return;

@@ -122,6 +122,14 @@ unsigned parse_unsigned(const std::string& field, const std::string& text) {
     return static_cast<unsigned>(std::stoul(text));
 }
 
+bool parse_bool(const std::string& field, const std::string& text) {
+    if (text == "1" || text == "true" || text == "yes" || text == "on")
+        return true;
+    if (text == "0" || text == "false" || text == "no" || text == "off")
+        return false;
+    throw config_error(field, "expected true or false, got \"" + text + "\"");
+}
+
 void validate_url(const std::string& field, const std::string& url) {
     if (url.empty())
         throw config_error(field, "is required (the upstream API's base URL)");
@@ -204,12 +212,15 @@ settings parse_json(const std::string& json_text, const std::string& origin) {
                    object_reader r(v, path);
                    r.field("requests_per_minute",
                            positive_number_into(s.rate_limit.requests_per_minute))
-                       .field("burst", [&](const json& v, const std::string& field) {
-                           // 0 keeps the default: the same as requests_per_minute.
-                           if (!v.is_number() || !(v.get<double>() >= 0))
-                               throw config_error(field, "expected a non-negative number");
-                           s.rate_limit.burst = v.get<double>();
-                       });
+                       .field("burst",
+                              [&](const json& v, const std::string& field) {
+                                  // 0 keeps the default: the same as requests_per_minute.
+                                  if (!v.is_number() || !(v.get<double>() >= 0))
+                                      throw config_error(field, "expected a non-negative number");
+                                  s.rate_limit.burst = v.get<double>();
+                              })
+                       .field("fallback_instances", unsigned_into(s.rate_limit.fallback_instances))
+                       .field("fail_closed", bool_into(s.rate_limit.fail_closed));
                    r.reject_unknown();
                })
         .field("redis",
@@ -219,6 +230,8 @@ settings parse_json(const std::string& json_text, const std::string& origin) {
                    r.field("url", string_into(rd.url))
                        .field("command_timeout_ms", millis_into(rd.command_timeout))
                        .field("connect_timeout_ms", millis_into(rd.connect_timeout))
+                       .field("breaker_failures", unsigned_into(rd.breaker_failures))
+                       .field("breaker_probe_interval_ms", millis_into(rd.breaker_probe_interval))
                        .field("key_prefix", string_into(rd.key_prefix));
                    r.reject_unknown();
                })
@@ -274,6 +287,12 @@ void apply_environment(settings& s, const environment& env) {
         s.server.bind_address = *v;
     if (auto v = get("THREADS"))
         s.server.threads = parse_unsigned("THREADS", *v);
+    if (auto v = get("REDIS_TIMEOUT_MS"))
+        s.redis.command_timeout = milliseconds(parse_unsigned("REDIS_TIMEOUT_MS", *v));
+    if (auto v = get("FALLBACK_INSTANCES"))
+        s.rate_limit.fallback_instances = parse_unsigned("FALLBACK_INSTANCES", *v);
+    if (auto v = get("FAIL_CLOSED"))
+        s.rate_limit.fail_closed = parse_bool("FAIL_CLOSED", *v);
     if (auto v = get("LOG_LEVEL"))
         s.log_level = *v;
 }
@@ -299,6 +318,13 @@ void validate(const settings& s) {
     if (!(s.rate_limit.requests_per_minute > 0))
         throw config_error("RATE_LIMIT (rate_limit.requests_per_minute)",
                            "must be a positive number");
+    if (s.rate_limit.fallback_instances == 0)
+        throw config_error("FALLBACK_INSTANCES (rate_limit.fallback_instances)",
+                           "must be at least 1");
+    if (s.redis.command_timeout.count() <= 0)
+        throw config_error("REDIS_TIMEOUT_MS (redis.command_timeout_ms)", "must be at least 1");
+    if (s.redis.breaker_failures == 0)
+        throw config_error("redis.breaker_failures", "must be at least 1");
     if (s.effective_burst() < 1)
         throw config_error("BURST (rate_limit.burst)", "must be at least 1");
     if (s.redis.url.rfind("redis://", 0) != 0)

@@ -28,14 +28,30 @@ bool parse_double(const redis::reply& r, double& out) {
 }  // namespace
 
 redis_limiter::redis_limiter(redis::connection& conn, const redis::script& script, const policy& p,
-                             std::string key_prefix)
+                             std::string key_prefix, redis::circuit_breaker& breaker,
+                             shared_memory_limiter& fallback, bool fail_closed)
     : conn_(conn),
       script_(script),
       policy_(p),
       key_prefix_(std::move(key_prefix)),
       rate_arg_(number_arg(p.rate_per_second)),
       capacity_arg_(number_arg(p.capacity)),
-      fallback_(p) {}
+      breaker_(breaker),
+      fallback_(fallback),
+      fail_closed_(fail_closed) {}
+
+decision redis_limiter::decide_without_redis(std::string_view bucket_id, std::uint32_t cost) {
+    if (fail_closed_) {
+        decision d;
+        d.applied = &policy_;
+        d.store_unavailable = true;
+        d.retry_after_seconds = 1;
+        return d;
+    }
+    decision d = fallback_.check_now(bucket_id, cost);
+    d.decided_locally = true;
+    return d;
+}
 
 bool redis_limiter::parse_reply(const redis::reply& r, const policy& p, decision& out) {
     if (r.type != redis::reply_type::array || r.elements.size() != 4)
@@ -55,9 +71,13 @@ bool redis_limiter::parse_reply(const redis::reply& r, const policy& p, decision
 }
 
 void redis_limiter::check(std::string_view bucket_id, std::uint32_t cost, decision_handler done) {
+    if (!breaker_.allow()) {
+        done(decide_without_redis(bucket_id, cost));
+        return;
+    }
     // The hash tag keeps every key of one bucket in one Redis Cluster slot.
     std::string key;
-    key.reserve(key_prefix_.size() + bucket_id.size() + 16);
+    key.reserve(key_prefix_.size() + policy_.name.size() + bucket_id.size() + 8);
     key.append(key_prefix_).append(":tb:").append(policy_.name).append(":{");
     key.append(bucket_id).append("}");
     char cost_buf[16];
@@ -70,14 +90,18 @@ void redis_limiter::check(std::string_view bucket_id, std::uint32_t cost, decisi
                     redis::outcome result, redis::reply&& r) {
                     decision d;
                     if (result == redis::outcome::ok && parse_reply(r, policy_, d)) {
+                        breaker_.record_success();
                         done(d);
                         return;
                     }
-                    if (result == redis::outcome::ok)
-                        spdlog::warn("rate limit script failed: {}", r.str);
-                    d = fallback_.check_now(id, cost);
-                    d.decided_locally = true;
-                    done(d);
+                    if (result == redis::outcome::ok) {
+                        // Redis answered, so it is up; the script itself is wrong (e.g. a
+                        // read-only replica). Say so, and limit locally meanwhile.
+                        spdlog::error("rate limit script failed: {}", r.str);
+                    } else {
+                        breaker_.record_failure();
+                    }
+                    done(decide_without_redis(id, cost));
                 });
 }
 

@@ -3,6 +3,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -79,9 +80,18 @@ struct connect_op : std::enable_shared_from_this<connect_op> {
           timeout_(timeout),
           deadline_(std::chrono::steady_clock::now() + timeout),
           resolver_(io),
+          resolve_timer_(io),
           done_(std::move(done)) {}
 
     void start() {
+        // The resolver has no deadline of its own.
+        resolve_timer_.expires_at(deadline_);
+        resolve_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+            if (!ec && !self->resolved_) {
+                self->resolve_timed_out_ = true;
+                self->resolver_.cancel();
+            }
+        });
         resolver_.async_resolve(
             where_.host, where_.port,
             [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
@@ -97,6 +107,10 @@ struct connect_op : std::enable_shared_from_this<connect_op> {
     }
 
     void on_resolve(beast::error_code ec, tcp::resolver::results_type results) {
+        resolved_ = true;
+        resolve_timer_.cancel();
+        if (resolve_timed_out_)
+            ec = beast::error::timeout;
         if (ec)
             return done_(ec, nullptr);
         if (where_.tls) {
@@ -155,6 +169,9 @@ struct connect_op : std::enable_shared_from_this<connect_op> {
     std::chrono::milliseconds timeout_;
     std::chrono::steady_clock::time_point deadline_;
     tcp::resolver resolver_;
+    asio::steady_timer resolve_timer_;
+    bool resolved_ = false;
+    bool resolve_timed_out_ = false;
     connect_handler done_;
     std::unique_ptr<plain_connection> plain_conn_;
     std::unique_ptr<tls_connection> tls_conn_;

@@ -12,9 +12,11 @@ char lower(char c) {
 }
 
 int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= '0' && c <= '9')
+        return c - '0';
     c = lower(c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
     return -1;
 }
 
@@ -38,9 +40,11 @@ bool has_dot_segment(std::string_view path) {
     std::size_t start = 0;
     while (start <= decoded.size()) {
         std::size_t end = decoded.find('/', start);
-        if (end == std::string::npos) end = decoded.size();
+        if (end == std::string::npos)
+            end = decoded.size();
         const std::string_view segment(decoded.data() + start, end - start);
-        if (segment == "." || segment == "..") return true;
+        if (segment == "." || segment == "..")
+            return true;
         start = end + 1;
     }
     return false;

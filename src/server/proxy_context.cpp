@@ -2,6 +2,8 @@
 
 #include <boost/asio/ssl/context.hpp>
 
+#include <algorithm>
+
 #include "ratelimit_proxy/limit/lua_scripts.hpp"
 
 namespace ratelimit_proxy::server {
@@ -44,6 +46,11 @@ proxy_context::proxy_context(const config::settings& s)
     policy.name = "default";
     policy.rate_per_second = s.rate_limit.requests_per_minute / 60.0;
     policy.capacity = s.effective_burst();
+    fallback_policy = policy;
+    const double share = s.rate_limit.fallback_instances;
+    fallback_policy.rate_per_second = policy.rate_per_second / share;
+    fallback_policy.capacity = std::max(1.0, policy.capacity / share);
+    fallback = std::make_unique<limit::shared_memory_limiter>(fallback_policy);
     if (upstream.tls)
         tls = make_tls_context(s.upstream);
 }

@@ -108,12 +108,11 @@ int server::run() {
     std::atomic<unsigned> connected{0};
     for (auto& w : impl_->workers) {
         asio::post(w->io(), [wp = w.get(), &connected] {
-            wp->redis().on_connected([&connected, counted = false]() mutable {
+            wp->start([&connected, counted = false]() mutable {
                 if (!counted)
                     connected.fetch_add(1);
                 counted = true;
             });
-            wp->start();
         });
         impl_->threads.emplace_back([wp = w.get()] {
             auto guard = asio::make_work_guard(wp->io());

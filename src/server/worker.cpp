@@ -25,9 +25,11 @@ worker::worker(const proxy_context& ctx, unsigned index)
       index_(index),
       io_(1),
       redis_(io_, redis_options(ctx)),
-      tokens_(redis_, ctx.settings.redis.key_prefix, ctx.settings.auth.token_cache_ttl,
+      breaker_(ctx.settings.redis.breaker_failures, ctx.settings.redis.breaker_probe_interval),
+      tokens_(redis_, breaker_, ctx.settings.redis.key_prefix, ctx.settings.auth.token_cache_ttl,
               ctx.settings.auth.token_cache_size),
-      limiter_(redis_, ctx.token_bucket, ctx.policy, ctx.settings.redis.key_prefix),
+      limiter_(redis_, ctx.token_bucket, ctx.policy, ctx.settings.redis.key_prefix, breaker_,
+               *ctx.fallback, ctx.settings.rate_limit.fail_closed),
       pool_(io_, ctx.tls.get(), upstream_endpoint(ctx), ctx.settings.upstream.connect_timeout,
             ctx.settings.upstream.max_idle_connections, ctx.settings.upstream.pool_idle_timeout) {}
 
@@ -63,7 +65,16 @@ void worker::drain() {
         s->drain();
 }
 
-void worker::start() {
+void worker::start(std::function<void()> on_connected) {
+    redis_.on_connected([this, on_connected = std::move(on_connected)] {
+        // Redis may have restarted with an empty script cache: load ahead of the first
+        // request instead of paying a NOSCRIPT round trip on it.
+        const std::string_view load[] = {"SCRIPT", "LOAD", ctx_.token_bucket.source()};
+        redis_.command(load, [](redis::outcome, redis::reply&&) {});
+        breaker_.record_success();
+        if (on_connected)
+            on_connected();
+    });
     redis_.start();
 }
 

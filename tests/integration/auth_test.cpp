@@ -57,4 +57,20 @@ TEST_F(AuthTest, AcceptsRegisteredToken) {
     EXPECT_EQ(upstream.requests()[0].target, "/v1/echo");
 }
 
+TEST_F(AuthTest, AcceptsBearerSchemeCaseInsensitively) {
+    // Authentication schemes are case-insensitive (RFC 9110 11.1); some clients send "bearer".
+    auto token = register_token(proxy.port());
+    auto r = http_get(proxy.port(), "/api/echo", {{"Authorization", "bearer " + token}});
+    EXPECT_EQ(r.status, 200u) << r.body;
+}
+
+TEST_F(AuthTest, ProxiesOnlyUnderTheApiPrefixSegment) {
+    // "/apiary" is not "/api/...": nothing goes upstream.
+    auto token = register_token(proxy.port());
+    auto r = http_get(proxy.port(), "/apiary/echo", bearer(token));
+    EXPECT_GE(r.status, 400u);
+    EXPECT_LT(r.status, 500u);
+    EXPECT_EQ(upstream.request_count(), 0u);
+}
+
 }  // namespace

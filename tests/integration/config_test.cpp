@@ -78,6 +78,62 @@ TEST_F(ConfigTest, ExitsWithCode2OnConfigFileThatIsNotJson) {
     EXPECT_FALSE(r.output.empty());
 }
 
+TEST_F(ConfigTest, ExitsWithCode2WhenConfigFileIsMissing) {
+    std::string path = temp_dir() + "/does-not-exist.json";
+    auto r = run_proxy_to_exit({"--config", path}, valid_env());
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_TRUE(contains(r.output, "does-not-exist.json")) << r.output;
+}
+
+TEST_F(ConfigTest, ExitsWithCode2OnWrongTypeInConfigFile) {
+    std::string path =
+        write_temp_file("config.json", R"({"rate_limit":{"requests_per_minute":"fast"}})");
+    auto r = run_proxy_to_exit({"--config", path}, valid_env());
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_TRUE(contains(r.output, "requests_per_minute")) << r.output;
+}
+
+TEST_F(ConfigTest, ExitsWithCode2OnUnknownOption) {
+    auto r = run_proxy_to_exit({"--no-such-flag"}, valid_env());
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_TRUE(contains(r.output, "--no-such-flag")) << r.output;
+}
+
+// One bad variable at a time: exit code 2 and a message that names it.
+struct bad_variable {
+    const char* name;
+    const char* value;
+};
+
+void PrintTo(const bad_variable& v, std::ostream* os) {
+    *os << v.name << "=" << v.value;
+}
+
+class InvalidVariableTest : public ConfigTest,
+                            public ::testing::WithParamInterface<bad_variable> {};
+
+TEST_P(InvalidVariableTest, ExitsWithCode2NamingTheVariable) {
+    auto [name, value] = GetParam();
+    auto r = run_proxy_to_exit({}, with(valid_env(), name, value));
+    EXPECT_EQ(r.code, 2) << name << "=" << value << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, name)) << r.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Config, InvalidVariableTest,
+    ::testing::Values(bad_variable{"RATE_LIMIT", "abc"}, bad_variable{"RATE_LIMIT", "0"},
+                      bad_variable{"RATE_LIMIT", "-5"}, bad_variable{"BURST", "-1"},
+                      bad_variable{"TARGET_API_URL", "not a url"},
+                      bad_variable{"TARGET_API_URL", "http://"},
+                      bad_variable{"REDIS_URL", "http://127.0.0.1:6379"},
+                      bad_variable{"BIND_ADDRESS", "nowhere"}, bad_variable{"THREADS", "many"},
+                      bad_variable{"LOG_LEVEL", "chatty"},
+                      bad_variable{"TARGET_CA_FILE", "/nonexistent/ca.pem"}),
+    [](const ::testing::TestParamInfo<bad_variable>& info) {
+        std::string n = std::string(info.param.name) + "_" + std::to_string(info.index);
+        return n;
+    });
+
 TEST_F(ConfigTest, PrintsVersionAndExitsZero) {
     auto r = run_proxy_to_exit({"--version"}, {});
     EXPECT_EQ(r.code, 0) << r.output;

@@ -148,6 +148,69 @@ TEST_F(HeaderHygieneTest, PreservesRequestBodyAndContentType) {
     EXPECT_EQ(rec.header("Content-Type"), "application/x-www-form-urlencoded");
 }
 
+TEST_F(HeaderHygieneTest, ClosesClientConnectionWhenAsked) {
+    start();
+    http_connection c(proxy->port());
+    auto r = c.request(http::verb::get, "/api/echo", bearer(token, {{"Connection", "close"}}));
+    EXPECT_EQ(r.status, 200u) << r.body;
+    EXPECT_FALSE(r.keep_alive);
+    EXPECT_TRUE(c.wait_for_close(std::chrono::seconds(3)));
+}
+
+TEST_F(HeaderHygieneTest, AnswersPipelinedRequestsInOrder) {
+    start();
+    http_connection c(proxy->port());
+    std::string one =
+        "GET /api/echo?n=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + "\r\n\r\n";
+    std::string two = "POST /api/echo?n=2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+                      "\r\nContent-Length: 3\r\n\r\nabc";
+    c.send_raw(one + two);
+    auto r1 = c.read_response();
+    auto r2 = c.read_response();
+    ASSERT_EQ(r1.status, 200u) << r1.body;
+    ASSERT_EQ(r2.status, 200u) << r2.body;
+    EXPECT_EQ(r1.json()["target"], "/base/echo?n=1");
+    EXPECT_EQ(r2.json()["target"], "/base/echo?n=2");
+    EXPECT_EQ(r2.json()["body_bytes"], 3);
+}
+
+TEST_F(HeaderHygieneTest, HonoursExpectContinueUploads) {
+    // curl sends "Expect: 100-continue" for bodies over 1 MiB and waits up to 1 s for the
+    // interim answer before sending the body anyway.
+    start();
+    http_connection c(proxy->port(), std::chrono::seconds(5));
+    const std::string body(100000, 'e');
+    auto t0 = std::chrono::steady_clock::now();
+    c.send_raw("POST /api/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+               "\r\nContent-Length: " + std::to_string(body.size()) +
+               "\r\nExpect: 100-continue\r\n\r\n");
+    c.set_timeout(std::chrono::milliseconds(900));
+    http_response interim;
+    try {
+        interim = c.read_response();
+    } catch (const std::exception& e) {
+        FAIL() << "no interim response within 900 ms: " << e.what();
+    }
+    EXPECT_EQ(interim.status, 100u);
+    EXPECT_LT(elapsed_ms(t0), 900);
+    c.set_timeout(std::chrono::seconds(5));
+    c.send_raw(body);
+    auto r = c.read_response();
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(r.json()["body_bytes"], body.size());
+}
+
+TEST_F(HeaderHygieneTest, RejectsOverLimitUploadBeforeItsBody) {
+    start({{"RATE_LIMIT", "1"}});
+    ASSERT_EQ(http_get(proxy->port(), "/api/echo", bearer(token)).status, 200u);
+    http_connection c(proxy->port(), std::chrono::seconds(3));
+    c.send_raw("POST /api/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+               "\r\nContent-Length: 10000000\r\nExpect: 100-continue\r\n\r\n");
+    auto r = c.read_response();
+    EXPECT_EQ(r.status, 429u) << "the client should not have to send 10 MB to learn it is limited";
+    EXPECT_EQ(upstream.request_count(), 1u);
+}
+
 // The upstream key appears in no response to the client and in no log line.
 class KeySecrecyTest : public HeaderHygieneTest {
   protected:

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "beast_upstream.hpp"
@@ -183,6 +184,21 @@ TEST_F(RateLimitTest, KeepsTokensIsolated) {
     EXPECT_EQ(call(a).status, 429u);
 }
 
+TEST_F(RateLimitTest, KeepsTheConnectionUsableAfter429) {
+    start({{"RATE_LIMIT", "2"}});
+    auto token = register_token(proxy->port());
+    auto other = register_token(proxy->port());
+    http_connection c(proxy->port());
+    for (int i = 0; i < 2; ++i)
+        ASSERT_EQ(c.request(boost::beast::http::verb::get, "/api/echo", bearer(token)).status,
+                  200u);
+    auto limited = c.request(boost::beast::http::verb::get, "/api/echo", bearer(token));
+    ASSERT_EQ(limited.status, 429u);
+    ASSERT_TRUE(limited.keep_alive);
+    auto r = c.request(boost::beast::http::verb::get, "/api/echo", bearer(other));
+    EXPECT_EQ(r.status, 200u) << r.body;
+}
+
 TEST_F(RateLimitTest, RateLimitHeadersAccompanyUpstreamErrors) {
     // Every /api response that got past authentication carries the limit headers, whatever
     // the upstream answered.
@@ -192,6 +208,38 @@ TEST_F(RateLimitTest, RateLimitHeadersAccompanyUpstreamErrors) {
     EXPECT_EQ(r.status, 503u) << r.body;
     EXPECT_EQ(header_integer(r, "X-RateLimit-Limit"), 5) << r.headers_text();
     EXPECT_EQ(header_integer(r, "X-RateLimit-Remaining"), 4) << r.headers_text();
+}
+
+TEST_F(RateLimitTest, SurvivesRedisScriptCacheFlush) {
+    // Redis forgets loaded scripts on restart or failover (NOSCRIPT): the proxy reloads.
+    start({{"RATE_LIMIT", "5"}});
+    auto token = register_token(proxy->port());
+    ASSERT_EQ(call(token).status, 200u);
+    ASSERT_EQ(redis.command({"SCRIPT", "FLUSH"}), "OK");
+    auto r = call(token);
+    EXPECT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(header_integer(r, "X-RateLimit-Remaining"), 3) << r.headers_text();
+}
+
+TEST_F(RateLimitTest, ExpiresIdleBucketState) {
+    // Whatever the limiter writes for a token must expire, or Redis grows with every client
+    // that ever called once. 60/min with burst 60: full again after at most 60 s.
+    start({});
+    auto token = register_token(proxy->port());
+    std::string before = redis.command({"KEYS", "*"});
+    ASSERT_EQ(call(token).status, 200u);
+    std::string after = redis.command({"KEYS", "*"});
+    std::vector<std::string> new_keys;
+    std::istringstream ss(after);
+    for (std::string k; std::getline(ss, k);)
+        if (!k.empty() && ("\n" + before + "\n").find("\n" + k + "\n") == std::string::npos)
+            new_keys.push_back(k);
+    ASSERT_FALSE(new_keys.empty()) << "the limiter stored nothing in Redis?";
+    for (auto& k : new_keys) {
+        long ttl = std::stol(redis.command({"PTTL", k}));
+        EXPECT_GT(ttl, 0) << k << " never expires";
+        EXPECT_LE(ttl, 24L * 3600 * 1000) << k;
+    }
 }
 
 TEST_F(RateLimitTest, AllowsExactlyBurstUnderConcurrency) {

@@ -1,10 +1,14 @@
 // POST /register: token issue and storage.
 #include <gtest/gtest.h>
 
+#include <openssl/evp.h>
+
+#include <cctype>
 #include <regex>
 #include <set>
 
 #include "beast_upstream.hpp"
+#include "payload.hpp"
 #include "proxy_process.hpp"
 #include "redis_server.hpp"
 #include "test_helpers.hpp"
@@ -13,6 +17,18 @@ using namespace rlp_test;
 namespace http = boost::beast::http;
 
 namespace {
+
+std::string base64_of_hex(const std::string& hex) {
+    std::string raw;
+    for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+        raw.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(raw.data()),
+                            static_cast<int>(raw.size()));
+    out.resize(static_cast<std::size_t>(n));
+    return out;
+}
 
 class RegisterTest : public ::testing::Test {
   protected:
@@ -64,6 +80,21 @@ TEST_F(RegisterTest, StoresNoRawTokenInRedis) {
     EXPECT_FALSE(contains(dump, secret_part)) << dump;
     // Not even a recognisable part of it.
     EXPECT_FALSE(contains(dump, secret_part.substr(0, 16))) << dump;
+    // What is stored is the SHA-256 digest (in some text encoding).
+    std::string hex = sha256_hex(token);
+    std::string upper = hex;
+    for (auto& ch : upper)
+        ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    std::string b64 = base64_of_hex(hex);
+    std::string b64url = b64;
+    for (auto& ch : b64url)
+        ch = ch == '+' ? '-' : ch == '/' ? '_' : ch;
+    while (!b64url.empty() && b64url.back() == '=')
+        b64url.pop_back();
+    EXPECT_TRUE(contains(dump, hex) || contains(dump, upper) || contains(dump, b64) ||
+                contains(dump, b64url))
+        << "no SHA-256 of the token in Redis (sha256 hex " << hex << "):\n"
+        << dump;
 }
 
 TEST_F(RegisterTest, StoresTokenHashThatAnotherInstanceCanFind) {

@@ -2,6 +2,7 @@
 // the upstream sends them.
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <thread>
 
 #include "beast_upstream.hpp"
@@ -37,6 +38,8 @@ class StreamingTest : public ::testing::Test {
     }
     void expect_flat_memory() {
         long after = proxy.vm_hwm_kb();
+        RecordProperty("proxy_peak_rss_growth_kib", std::to_string(after - hwm_before_kb));
+        std::cout << "proxy peak RSS: " << hwm_before_kb << " KiB -> " << after << " KiB\n";
         EXPECT_LT(after - hwm_before_kb, kMaxGrowthKb)
             << "peak RSS grew from " << hwm_before_kb << " KiB to " << after
             << " KiB: is the proxy buffering the body?";
@@ -163,6 +166,63 @@ TEST_F(StreamingTest, SurvivesUpstreamResetMidBody) {
     }
     EXPECT_FALSE(complete);
     EXPECT_EQ(http_get(proxy.port(), "/health").status, 200u);
+    EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+    EXPECT_TRUE(proxy.process().running());
+}
+
+TEST_F(StreamingTest, RelaysBodyDelimitedByConnectionClose) {
+    // An upstream that sends neither Content-Length nor chunks ends the body by closing.
+    auto d = download("/api/eof?bytes=100000");
+    ASSERT_EQ(d.response.status, 200u);
+    EXPECT_EQ(d.bytes, 100000u);
+    EXPECT_EQ(d.sha256, pattern_sha256(100000));
+    EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+}
+
+TEST_F(StreamingTest, StopsDownloadingWhenTheClientGoesAway) {
+    {
+        http_connection c(proxy.port(), std::chrono::seconds(10));
+        c.send_raw("GET /api/download?bytes=" + std::to_string(kBig) +
+                   " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token + "\r\n\r\n");
+        std::uint64_t got = 0;
+        try {
+            c.read_response_streaming([&](std::string_view piece) {
+                got += piece.size();
+                if (got >= 1024 * 1024)
+                    throw std::runtime_error("enough");
+            });
+        } catch (const std::exception&) {
+        }
+        ASSERT_GE(got, 1024u * 1024u);
+    }  // the client closes here, 49 MB early
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (upstream.aborted_downloads() == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(upstream.aborted_downloads(), 1u)
+        << "the proxy kept reading the upstream body for a client that is gone";
+    EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+    expect_flat_memory();
+}
+
+TEST_F(StreamingTest, SurvivesClientAbortingUpload) {
+    const std::size_t before = upstream.requests().size();  // the warm-up requests
+    ASSERT_TRUE(upstream.wait_for_requests(before, std::chrono::seconds(5)));
+    {
+        http_connection c(proxy.port(), std::chrono::seconds(10));
+        c.send_raw("POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
+                   "\r\nContent-Length: 10000000\r\n\r\n");
+        std::vector<char> buf(256 * 1024);
+        fill_pattern(0, buf.data(), buf.size());
+        for (int i = 0; i < 4; ++i)
+            c.send_raw(std::string_view(buf.data(), buf.size()));
+    }  // gone after 1 MB of 10
+    // The upstream sees the body end early: the proxy closed that leg too.
+    EXPECT_TRUE(upstream.wait_for_requests(before + 1, std::chrono::seconds(5)))
+        << "the upstream still waits for the rest of an abandoned upload";
+    auto reqs = upstream.requests();
+    ASSERT_EQ(reqs.size(), before + 1);
+    EXPECT_FALSE(reqs.back().complete);
+    EXPECT_LT(reqs.back().body_bytes, 10000000u);
     EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
     EXPECT_TRUE(proxy.process().running());
 }

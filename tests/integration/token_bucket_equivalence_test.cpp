@@ -16,7 +16,7 @@ namespace redis = ratelimit_proxy::redis;
 // The Lua script and the in-memory twin are fed the same request sequence on the same
 // (virtual) clock and must reach the same decisions.
 class TokenBucketEquivalence : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         redis::connection_options o;
         o.where.port = server_.port();
@@ -43,7 +43,8 @@ protected:
             EXPECT_TRUE(limit::redis_limiter::parse_reply(r, p, d)) << r.str;
             done = true;
         });
-        for (int i = 0; i < 500 && !done; ++i) io_.run_for(std::chrono::milliseconds(10));
+        for (int i = 0; i < 500 && !done; ++i)
+            io_.run_for(std::chrono::milliseconds(10));
         EXPECT_TRUE(done);
         return d;
     }

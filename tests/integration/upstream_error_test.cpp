@@ -1,6 +1,9 @@
 // Local answers when the upstream fails: 502 when it cannot be reached, 504 when it is slow.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "beast_upstream.hpp"
 #include "proxy_process.hpp"
 #include "redis_server.hpp"
@@ -22,6 +25,10 @@ class UpstreamErrorTest : public ::testing::Test {
         EXPECT_NO_THROW(r.json()) << r.body;
         EXPECT_FALSE(contains(r.body, api_key)) << r.body;
         EXPECT_FALSE(contains(r.headers_text(), api_key)) << r.headers_text();
+        // The request passed authentication and the limiter: like every /api response, it
+        // says where the client stands.
+        EXPECT_TRUE(header_integer(r, "X-RateLimit-Limit").has_value()) << r.headers_text();
+        EXPECT_TRUE(header_integer(r, "X-RateLimit-Remaining").has_value()) << r.headers_text();
     }
 };
 
@@ -73,6 +80,27 @@ TEST_F(UpstreamErrorTest, AnswersWith502WhenUpstreamGoesAway) {
     auto r = http_get(proxy.port(), "/api/echo", bearer(token));
     expect_local_error(r, 502);
     EXPECT_TRUE(proxy.process().running());
+}
+
+TEST_F(UpstreamErrorTest, ServesSlowRequestsConcurrently) {
+    // 20 requests that each wait 600 ms upstream, on 2 worker threads: they overlap.
+    proxy_process proxy{{.target_url = upstream.url("/v1"), .redis_url = redis.url()}};
+    auto token = register_token(proxy.port());
+    std::vector<std::thread> threads;
+    std::atomic<int> ok{0};
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 20; ++i)
+        threads.emplace_back([&] {
+            try {
+                if (http_get(proxy.port(), "/api/slow?ms=600", bearer(token)).status == 200u)
+                    ++ok;
+            } catch (const std::exception&) {
+            }
+        });
+    for (auto& t : threads)
+        t.join();
+    EXPECT_EQ(ok.load(), 20);
+    EXPECT_LT(elapsed_ms(start), 3000) << "slow upstream requests are handled one after another";
 }
 
 }  // namespace

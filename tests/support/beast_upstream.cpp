@@ -223,6 +223,11 @@ void beast_upstream::serve(int fd) {
             ++request_count_;
         }
 
+        // Like real servers: ask for the body when the client waits for permission.
+        if (beast::iequals(parser.get()[http::field::expect], "100-continue") &&
+            !write_all("HTTP/1.1 100 Continue\r\n\r\n"))
+            break;
+
         sha256_stream sha;
         std::uint64_t body_bytes = 0;
         std::string prefix;
@@ -302,6 +307,19 @@ void beast_upstream::serve(int fd) {
             }
             if (ok && chunked)
                 ok = write_all("0\r\n\r\n");
+            if (!ok)
+                ++aborted_downloads_;
+        } else if (what == "eof") {
+            // No Content-Length, no chunking: the body ends when the connection does.
+            auto n = to_u64(query_param(target, "bytes"), 1024);
+            std::string body(static_cast<std::size_t>(n), '\0');
+            fill_pattern(0, body.data(), body.size());
+            write_all(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                "Connection: close\r\n\r\n" +
+                body);
+            finish();
+            break;
         } else if (what == "hop") {
             std::string body = R"({"hop":true})";
             ok = write_all(

@@ -39,12 +39,14 @@ struct recorded_request {
 //   .../drip?ms=N          200 chunked text/event-stream: "data: 1\n\n", waits N ms (default
 //                          2000), then "data: 2\n\n" and "data: done\n\n"
 //   .../download?bytes=N[&chunked=1]  N pattern bytes (see payload.hpp); X-Body-Sha256 header
+//   .../eof?bytes=N        N pattern bytes without Content-Length or chunking, then close
 //   .../hop                response carrying hop-by-hop headers (Connection: X-Up-Hop,
 //                          X-Up-Hop, Keep-Alive, Proxy-Authenticate, Proxy-Connection) and
 //                          end-to-end ones (x-ratelimit-limit-requests: 100, X-End-To-End: yes)
 //   .../never              reads the request, never answers (until stop)
 //   .../reset              announces 1 MB, sends 1000 bytes, then resets the connection
 //   .../status?code=N      answers with status N and a small JSON body
+// A request with "Expect: 100-continue" gets "100 Continue" before its body is read.
 class beast_upstream {
   public:
     beast_upstream();
@@ -58,6 +60,8 @@ class beast_upstream {
 
     std::size_t request_count() const { return request_count_.load(); }
     std::size_t connection_count() const { return connection_count_.load(); }
+    // .../download responses whose connection broke before the last byte was sent.
+    std::size_t aborted_downloads() const { return aborted_downloads_.load(); }
     std::vector<recorded_request> requests() const;
     // Waits until at least n requests have been fully handled (response sent or aborted).
     bool wait_for_requests(std::size_t n, std::chrono::milliseconds timeout) const;
@@ -74,6 +78,7 @@ class beast_upstream {
     std::atomic<bool> stopping_{false};
     std::atomic<std::size_t> request_count_{0};
     std::atomic<std::size_t> connection_count_{0};
+    std::atomic<std::size_t> aborted_downloads_{0};
     std::thread acceptor_;
 
     mutable std::mutex mutex_;

@@ -8,7 +8,9 @@ namespace config = ratelimit_proxy::config;
 
 namespace {
 
-config::environment minimal_env() { return {{"TARGET_API_URL", "https://api.example.com/v1"}}; }
+config::environment minimal_env() {
+    return {{"TARGET_API_URL", "https://api.example.com/v1"}};
+}
 
 std::string error_of(const config::environment& env, const std::optional<std::string>& json = {}) {
     try {
@@ -66,8 +68,8 @@ TEST(ConfigValidation, BurstDefaultsToRateAndCanBeSet) {
 }
 
 TEST(ConfigValidation, RejectsUrlsThatAreNotHttp) {
-    for (const char* bad : {"ftp://example.com", "example.com", "http://", "https://user:pw@x.com",
-                            "not a url"}) {
+    for (const char* bad :
+         {"ftp://example.com", "example.com", "http://", "https://user:pw@x.com", "not a url"}) {
         auto env = minimal_env();
         env["TARGET_API_URL"] = bad;
         EXPECT_NE(error_of(env).find("TARGET_API_URL"), std::string::npos) << bad;

@@ -6,7 +6,7 @@ namespace proxy = ratelimit_proxy::proxy;
 namespace http = boost::beast::http;
 
 class HeaderRewrite : public ::testing::Test {
-protected:
+  protected:
     proxy::request_rewrite rewrite_{"api.example.com", "Authorization", "Bearer sk-upstream"};
     http::fields f_;
 };

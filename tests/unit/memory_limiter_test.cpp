@@ -5,7 +5,7 @@
 namespace limit = ratelimit_proxy::limit;
 
 class MemoryTokenBucket : public ::testing::Test {
-protected:
+  protected:
     limit::decision check(std::string_view key = "k", std::uint32_t cost = 1) {
         return limiter_.check_now(key, cost);
     }
@@ -29,14 +29,17 @@ TEST_F(MemoryTokenBucket, AllowsTheBurstThenDenies) {
 }
 
 TEST_F(MemoryTokenBucket, DeniedRequestsConsumeNothing) {
-    for (int i = 0; i < 5; ++i) check();
-    for (int i = 0; i < 10; ++i) EXPECT_FALSE(check().allowed);
+    for (int i = 0; i < 5; ++i)
+        check();
+    for (int i = 0; i < 10; ++i)
+        EXPECT_FALSE(check().allowed);
     advance_seconds(12);
     EXPECT_TRUE(check().allowed);
 }
 
 TEST_F(MemoryTokenBucket, RefillsAtTheConfiguredRate) {
-    for (int i = 0; i < 5; ++i) check();
+    for (int i = 0; i < 5; ++i)
+        check();
     advance_seconds(11.9);
     EXPECT_FALSE(check().allowed);
     advance_seconds(0.2);
@@ -52,7 +55,8 @@ TEST_F(MemoryTokenBucket, NeverExceedsCapacity) {
 }
 
 TEST_F(MemoryTokenBucket, KeysAreIndependent) {
-    for (int i = 0; i < 5; ++i) check("a");
+    for (int i = 0; i < 5; ++i)
+        check("a");
     EXPECT_FALSE(check("a").allowed);
     EXPECT_TRUE(check("b").allowed);
 }

@@ -5,7 +5,7 @@
 namespace limit = ratelimit_proxy::limit;
 
 class RateLimitHeaders : public ::testing::Test {
-protected:
+  protected:
     limit::decision decide(bool allowed, std::int64_t remaining, double reset, double retry = 0) {
         limit::decision d;
         d.allowed = allowed;

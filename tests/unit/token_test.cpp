@@ -18,7 +18,8 @@ TEST(Token, IsPrefixedUrlSafeAndCarries256Bits) {
 
 TEST(Token, TokensDoNotRepeat) {
     std::set<std::string> seen;
-    for (int i = 0; i < 1000; ++i) seen.insert(auth::generate_token());
+    for (int i = 0; i < 1000; ++i)
+        seen.insert(auth::generate_token());
     EXPECT_EQ(seen.size(), 1000u);
 }
 

@@ -34,7 +34,7 @@ TEST(UpstreamTarget, RejectsOtherSchemes) {
 }
 
 class RequestTargetMapping : public ::testing::Test {
-protected:
+  protected:
     std::string map(std::string_view target, target_error expected = target_error::none) {
         std::string out;
         EXPECT_EQ(map_request_target(target, "/api", upstream_, out), expected) << target;

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "ratelimit_proxy/auth/token.hpp"
+#include "ratelimit_proxy/redis/circuit_breaker.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
 
 namespace ratelimit_proxy::auth {
@@ -30,11 +31,13 @@ struct lookup_result {
 // its cache is that thread's alone, so no lock is taken on the request path.
 class token_store {
   public:
-    token_store(redis::connection& conn, std::string key_prefix,
+    token_store(redis::connection& conn, redis::circuit_breaker& breaker, std::string key_prefix,
                 std::chrono::milliseconds cache_ttl, std::size_t cache_size);
 
     // Cache hit: answers now. Miss: nothing, and lookup() must be used.
     std::optional<identity> cached(std::string_view token);
+    // Asks Redis. If Redis cannot answer, a token seen before is still accepted from the
+    // cache however old its entry: an outage must not log out every known client.
     void lookup(std::string_view token, std::function<void(lookup_result)> done);
 
     // Creates a token; done gets it (shown to the client once) or nothing if Redis failed.
@@ -43,6 +46,8 @@ class token_store {
     std::string key_for(const digest& d) const;
 
   private:
+    std::optional<identity> from_cache(const digest& d, bool accept_stale) const;
+
     struct digest_hash {
         std::size_t operator()(const digest& d) const noexcept;
     };
@@ -52,6 +57,7 @@ class token_store {
     };
 
     redis::connection& conn_;
+    redis::circuit_breaker& breaker_;
     std::string key_prefix_;
     std::chrono::milliseconds cache_ttl_;
     std::size_t cache_size_;

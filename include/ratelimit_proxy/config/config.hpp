@@ -28,11 +28,17 @@ struct upstream_settings {
 struct rate_limit_settings {
     double requests_per_minute = 60;  // RATE_LIMIT
     double burst = 0;                 // BURST; 0 means "same as requests_per_minute"
+    // While Redis is unreachable each instance limits locally with limit / fallback_instances
+    // (the number of proxy instances sharing the Redis), unless fail_closed: then 503.
+    unsigned fallback_instances = 1;  // FALLBACK_INSTANCES
+    bool fail_closed = false;         // FAIL_CLOSED
 };
 
 struct redis_settings {
     std::string url = "redis://127.0.0.1:6379";  // REDIS_URL
-    milliseconds command_timeout{1000};
+    milliseconds command_timeout{50};            // REDIS_TIMEOUT_MS
+    unsigned breaker_failures = 3;  // consecutive failures that open the circuit breaker
+    milliseconds breaker_probe_interval{1000};
     milliseconds connect_timeout{2000};
     std::string key_prefix = "rlp";
 };

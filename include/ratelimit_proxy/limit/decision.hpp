@@ -19,6 +19,8 @@ struct decision {
     bool allowed = false;
     // Redis could not answer and the local limiter decided instead.
     bool decided_locally = false;
+    // Redis could not answer and the policy fails closed: answer 503, not 429.
+    bool store_unavailable = false;
     const policy* applied = nullptr;
     std::int64_t remaining = 0;
     double reset_seconds = 0;        // until the bucket is full again

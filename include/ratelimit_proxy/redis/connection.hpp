@@ -55,7 +55,7 @@ struct connection_options {
 // everything from the thread running that io_context. Reconnects by itself with backoff.
 // Commands issued within one loop turn go out in one write (hiredis buffers them).
 class connection {
-public:
+  public:
     connection(boost::asio::io_context& io, connection_options options);
     ~connection();
     connection(const connection&) = delete;
@@ -74,7 +74,7 @@ public:
     // Called after every successful (re)connect, e.g. to count reconnects.
     void on_connected(std::function<void()> callback);
 
-private:
+  private:
     struct impl;
     std::shared_ptr<impl> impl_;
 };
@@ -82,7 +82,7 @@ private:
 // A Lua script run by EVALSHA; on NOSCRIPT (Redis restarted, SCRIPT FLUSH) it is sent once
 // with EVAL, which also caches it again, so the caller never sees NOSCRIPT.
 class script {
-public:
+  public:
     explicit script(std::string_view source);
 
     const std::string& sha1() const { return sha1_; }
@@ -91,7 +91,7 @@ public:
     void run(connection& conn, std::span<const std::string_view> keys,
              std::span<const std::string_view> args, reply_handler handler) const;
 
-private:
+  private:
     std::string source_;
     std::string sha1_;
 };

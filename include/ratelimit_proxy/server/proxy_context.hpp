@@ -4,6 +4,7 @@
 
 #include "ratelimit_proxy/config/config.hpp"
 #include "ratelimit_proxy/limit/decision.hpp"
+#include "ratelimit_proxy/limit/memory_limiter.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
@@ -20,6 +21,8 @@ struct proxy_context {
     proxy::upstream_target upstream;
     proxy::request_rewrite rewrite;
     limit::policy policy;
+    limit::policy fallback_policy;  // this instance's share, while Redis is away
+    std::unique_ptr<limit::shared_memory_limiter> fallback;
     redis::endpoint redis_endpoint;
     redis::script token_bucket;
     std::unique_ptr<boost::asio::ssl::context> tls;  // set for https upstreams

@@ -10,6 +10,7 @@
 #include "ratelimit_proxy/auth/token_store.hpp"
 #include "ratelimit_proxy/limit/redis_limiter.hpp"
 #include "ratelimit_proxy/proxy/upstream_pool.hpp"
+#include "ratelimit_proxy/redis/circuit_breaker.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
 #include "ratelimit_proxy/server/proxy_context.hpp"
 
@@ -29,6 +30,7 @@ class worker {
     const proxy_context& context() const { return ctx_; }
     boost::asio::io_context& io() { return io_; }
     redis::connection& redis() { return redis_; }
+    redis::circuit_breaker& breaker() { return breaker_; }
     auth::token_store& tokens() { return tokens_; }
     limit::limiter& limiter() { return limiter_; }
     proxy::upstream_pool& pool() { return pool_; }
@@ -44,7 +46,8 @@ class worker {
 
     // Called on the worker's thread: close idle connections, finish busy ones.
     void drain();
-    void start();
+    // Connects to Redis; on_connected runs on this thread after every (re)connect.
+    void start(std::function<void()> on_connected);
     void stop();
 
   private:
@@ -57,6 +60,7 @@ class worker {
     std::vector<std::unique_ptr<char[]>> spare_buffers_;
     boost::asio::io_context io_;
     redis::connection redis_;
+    redis::circuit_breaker breaker_;
     auth::token_store tokens_;
     limit::redis_limiter limiter_;
     proxy::upstream_pool pool_;

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace ratelimit_proxy::redis {
+
+// Stops paying the command timeout on every request while Redis is down: after
+// `failure_threshold` consecutive failures the breaker opens and callers go straight to their
+// fallback; once per `probe_interval` one call is let through, and its success closes it.
+// One per worker thread, so not thread-safe.
+class circuit_breaker {
+  public:
+    using clock = std::chrono::steady_clock;
+    enum class state { closed, open, half_open };
+
+    explicit circuit_breaker(unsigned failure_threshold = 3,
+                             clock::duration probe_interval = std::chrono::seconds(1))
+        : failure_threshold_(failure_threshold), probe_interval_(probe_interval) {}
+
+    // True if the caller may use Redis now. While open, true once per probe interval.
+    bool allow(clock::time_point now = clock::now()) {
+        switch (state_) {
+            case state::closed:
+                return true;
+            case state::half_open:
+                return false;  // the probe is still out
+            case state::open:
+                if (now < next_probe_)
+                    return false;
+                state_ = state::half_open;
+                return true;
+        }
+        return true;
+    }
+
+    void record_success() {
+        consecutive_failures_ = 0;
+        state_ = state::closed;
+    }
+
+    void record_failure(clock::time_point now = clock::now()) {
+        ++failures_total_;
+        if (state_ == state::half_open || ++consecutive_failures_ >= failure_threshold_) {
+            if (state_ != state::open)
+                ++times_opened_;
+            state_ = state::open;
+            next_probe_ = now + probe_interval_;
+        }
+    }
+
+    state current() const { return state_; }
+    bool is_open() const { return state_ != state::closed; }
+    std::uint64_t times_opened() const { return times_opened_; }
+    std::uint64_t failures_total() const { return failures_total_; }
+
+  private:
+    unsigned failure_threshold_;
+    clock::duration probe_interval_;
+    state state_ = state::closed;
+    unsigned consecutive_failures_ = 0;
+    clock::time_point next_probe_{};
+    std::uint64_t times_opened_ = 0;
+    std::uint64_t failures_total_ = 0;
+};
+
+}  // namespace ratelimit_proxy::redis
