@@ -1,10 +1,12 @@
 #include "ratelimit_proxy/server/session.hpp"
 
 #include <spdlog/spdlog.h>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cstring>
 
 #include "ratelimit_proxy/auth/token.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
@@ -96,10 +98,10 @@ void session::close() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
-    if (upstream_) {
+    // Close, but keep the object: an upstream operation may still be pending (the client
+    // watch closes mid-exchange) and must find its stream alive when it completes.
+    if (upstream_)
         upstream_->close();
-        upstream_.reset();
-    }
 }
 
 // ---- reading a request -------------------------------------------------------------------
@@ -108,7 +110,6 @@ void session::do_read_header() {
     if (draining_ || closed_)
         return close();
     const auto& s = owner_.context().settings.server;
-    idle_ = true;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(s.max_header_bytes));
     if (s.max_body_bytes > 0) {
@@ -116,9 +117,32 @@ void session::do_read_header() {
     } else {
         parser_->body_limit(boost::none);
     }
-    // A client mid-way through a header gets the header timeout; an idle keep-alive one the
-    // idle timeout.
-    stream_.expires_after(buffer_.size() > 0 ? s.header_timeout : s.idle_timeout);
+    if (buffer_.size() > 0)
+        return read_rest_of_header();
+    // Two deadlines: an idle keep-alive connection may wait idle_timeout for its next request,
+    // but once the first byte is in the whole header must follow within header_timeout, so a
+    // client trickling a header (slowloris) cannot hold the connection for long.
+    idle_ = true;
+    stream_.expires_after(s.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(first_read_size),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                self->on_first_bytes(ec, n);
+                            });
+}
+
+void session::on_first_bytes(beast::error_code ec, std::size_t n) {
+    idle_ = false;
+    if (ec) {
+        fail(ec, "wait for request");
+        return close();
+    }
+    buffer_.commit(n);
+    read_rest_of_header();
+}
+
+void session::read_rest_of_header() {
+    idle_ = false;
+    stream_.expires_after(owner_.context().settings.server.header_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                 self->on_read_header(ec);
@@ -138,13 +162,10 @@ void session::on_read_header(beast::error_code ec) {
         return close();
     }
     if (ec == beast::error::timeout) {
-        if (buffer_.size() == 0)
-            return close();
-        client_keep_alive_ = false;
-        method_ = "-";
-        path_ = "-";
-        return send_local(http::status::request_timeout, "request_timeout",
-                          "the request header did not arrive in time");
+        // tcp_stream closed the socket when the deadline passed: nothing can be sent.
+        spdlog::debug("downstream {}: request header not complete within {} ms; closed",
+                      client_address_, owner_.context().settings.server.header_timeout.count());
+        return close();
     }
     if (ec) {
         client_keep_alive_ = false;
@@ -347,6 +368,8 @@ bool session::retry_on_fresh_connection(beast::error_code ec) {
 }
 
 void session::on_write_request_header(beast::error_code ec) {
+    if (closed_)
+        return;
     if (ec == http::error::need_buffer)
         ec = {};
     if (ec) {
@@ -431,6 +454,8 @@ void session::do_write_request_body() {
 }
 
 void session::on_write_request_body(beast::error_code ec) {
+    if (closed_)
+        return;
     if (ec == http::error::need_buffer)
         ec = {};
     if (ec)
@@ -448,6 +473,7 @@ void session::on_write_request_body(beast::error_code ec) {
 }
 
 void session::do_read_response_header() {
+    watch_client();
     response_parser_.emplace();
     response_parser_->body_limit(boost::none);
     response_parser_->header_limit(64 * 1024);
@@ -461,6 +487,8 @@ void session::do_read_response_header() {
 }
 
 void session::on_read_response_header(beast::error_code ec) {
+    if (closed_)
+        return;
     if (ec) {
         if (retry_on_fresh_connection(ec))
             return;
@@ -540,6 +568,8 @@ void session::do_read_response_body() {
 }
 
 void session::on_read_response_body(beast::error_code ec) {
+    if (closed_)
+        return;
     if (ec == http::error::need_buffer)
         ec = {};
     if (ec) {
@@ -603,6 +633,8 @@ void session::finish_exchange() {
 }
 
 void session::upstream_failed(beast::error_code ec, const char* what) {
+    if (closed_)
+        return;
     const bool timed_out = ec == beast::error::timeout;
     spdlog::warn("upstream {} failed: {}", what, ec.message());
     if (upstream_) {
@@ -667,7 +699,57 @@ void session::on_write_local(beast::error_code ec) {
     next_request_or_close(local_response_.keep_alive());
 }
 
+// While the upstream works on a response, nothing reads from the client, so a client that
+// gives up would go unnoticed until the response is written. A raw read on the socket
+// notices at once (then the upstream request is cancelled by closing it); bytes of a
+// pipelined next request that arrive meanwhile are kept for the parser.
+void session::watch_client() {
+    if (watching_ || closed_)
+        return;
+    watching_ = true;
+    stream_.socket().async_read_some(
+        asio::buffer(watch_buffer_),
+        [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+            self->on_watch_client(ec, n);
+        });
+}
+
+void session::on_watch_client(beast::error_code ec, std::size_t n) {
+    watching_ = false;
+    if (n > 0) {
+        auto dst = buffer_.prepare(n);
+        std::memcpy(dst.data(), watch_buffer_.data(), n);
+        buffer_.commit(n);
+    }
+    if (closed_)
+        return;
+    if (auto resume = std::move(resume_after_watch_)) {
+        resume_after_watch_ = nullptr;
+        return resume();
+    }
+    if (ec == asio::error::operation_aborted)
+        return;
+    if (ec) {
+        spdlog::debug("downstream {}: client went away while waiting: {}", client_address_,
+                      ec.message());
+        if (status_ == 0)
+            log_access(499);  // nginx's "client closed request"
+        return close();
+    }
+    if (buffer_.size() < owner_.context().settings.server.max_header_bytes)
+        watch_client();
+}
+
 void session::next_request_or_close(bool keep_alive) {
+    if (watching_) {
+        // Wait for the watch read to hand over any bytes it has before the parser reads.
+        resume_after_watch_ = [this, self = shared_from_this(), keep_alive] {
+            next_request_or_close(keep_alive);
+        };
+        beast::error_code ec;
+        stream_.socket().cancel(ec);
+        return;
+    }
     if (body_buffer_)
         owner_.return_buffer(std::move(body_buffer_));
     if (!keep_alive) {

@@ -8,7 +8,9 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <array>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,8 +41,11 @@ class session : public std::enable_shared_from_this<session> {
   private:
     using request_parser = http::request_parser<http::buffer_body>;
     using response_serializer = http::response_serializer<http::buffer_body>;
+    static constexpr std::size_t first_read_size = 4096;
 
     void do_read_header();
+    void on_first_bytes(beast::error_code ec, std::size_t n);
+    void read_rest_of_header();
     void on_read_header(beast::error_code ec);
     void route();
     void handle_register();
@@ -73,6 +78,8 @@ class session : public std::enable_shared_from_this<session> {
     void send_json(http::status status, std::string body);
     void on_write_local(beast::error_code ec);
     void next_request_or_close(bool keep_alive);
+    void watch_client();
+    void on_watch_client(beast::error_code ec, std::size_t n);
     void close();
     void fail(beast::error_code ec, const char* what);
     void log_access(unsigned status);
@@ -105,6 +112,10 @@ class session : public std::enable_shared_from_this<session> {
     std::unique_ptr<char[]> body_buffer_;
     std::chrono::steady_clock::time_point upstream_started_;
     std::chrono::steady_clock::duration upstream_time_{};
+
+    bool watching_ = false;
+    std::function<void()> resume_after_watch_;
+    std::array<char, 256> watch_buffer_;
 
     bool idle_ = true;  // waiting for the next request header
     bool draining_ = false;
