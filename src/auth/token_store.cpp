@@ -20,11 +20,38 @@ std::size_t token_store::digest_hash::operator()(const digest& d) const noexcept
     return h;
 }
 
+std::size_t known_tokens::digest_hash::operator()(const digest& d) const noexcept {
+    std::size_t h;
+    std::memcpy(&h, d.data(), sizeof h);
+    return h;
+}
+
+void known_tokens::remember(const digest& d, const identity& who) {
+    std::lock_guard lock(mutex_);
+    if (tokens_.size() >= max_size_ && !tokens_.contains(d))
+        tokens_.clear();  // bounded; refills as clients come back
+    tokens_[d] = who;
+}
+
+void known_tokens::forget(const digest& d) {
+    std::lock_guard lock(mutex_);
+    tokens_.erase(d);
+}
+
+std::optional<identity> known_tokens::find(const digest& d) const {
+    std::lock_guard lock(mutex_);
+    auto it = tokens_.find(d);
+    if (it == tokens_.end() || !digests_equal(it->first, d))
+        return std::nullopt;
+    return it->second;
+}
+
 token_store::token_store(redis::connection& conn, redis::circuit_breaker& breaker,
-                         std::string key_prefix, std::chrono::milliseconds cache_ttl,
-                         std::size_t cache_size)
+                         known_tokens& known, std::string key_prefix,
+                         std::chrono::milliseconds cache_ttl, std::size_t cache_size)
     : conn_(conn),
       breaker_(breaker),
+      known_(known),
       key_prefix_(std::move(key_prefix)),
       cache_ttl_(cache_ttl),
       cache_size_(cache_size) {}
@@ -62,6 +89,8 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
     auto unavailable = [this, d](const std::function<void(lookup_result)>& done) {
         if (auto who = from_cache(d, true))
             return done(lookup_result{lookup_status::found, std::move(*who)});
+        if (auto who = known_.find(d))
+            return done(lookup_result{lookup_status::found, std::move(*who)});
         done(lookup_result{lookup_status::unavailable, {}});
     };
     if (!breaker_.allow())
@@ -82,6 +111,7 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
         if (stored.type != redis::reply_type::string || stored.str.size() != expected.size() ||
             CRYPTO_memcmp(stored.str.data(), expected.data(), expected.size()) != 0) {
             cache_.erase(d);  // revoked or never issued
+            known_.forget(d);
             done(lookup_result{lookup_status::unknown, {}});
             return;
         }
@@ -92,6 +122,7 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
         if (cache_.size() >= cache_size_)
             cache_.clear();  // bounded; refills on demand
         cache_[d] = cache_entry{who, std::chrono::steady_clock::now() + cache_ttl_};
+        known_.remember(d, who);
         done(lookup_result{lookup_status::found, std::move(who)});
     });
 }
@@ -108,7 +139,7 @@ void token_store::issue(std::function<void(std::optional<std::string>)> done) {
         done(std::nullopt);
         return;
     }
-    conn_.command(args, [this, token = std::move(token), done = std::move(done)](
+    conn_.command(args, [this, d, token = std::move(token), done = std::move(done)](
                             redis::outcome result, redis::reply&& r) mutable {
         if (result == redis::outcome::ok)
             breaker_.record_success();
@@ -118,6 +149,11 @@ void token_store::issue(std::function<void(std::optional<std::string>)> done) {
             done(std::nullopt);
             return;
         }
+        // The client uses a new token right away: spare that first request a lookup.
+        identity who;
+        who.id = to_hex(d).substr(0, 16);
+        cache_[d] = cache_entry{who, std::chrono::steady_clock::now() + cache_ttl_};
+        known_.remember(d, who);
         done(std::move(token));
     });
 }

@@ -51,6 +51,7 @@ proxy_context::proxy_context(const config::settings& s)
     fallback_policy.rate_per_second = policy.rate_per_second / share;
     fallback_policy.capacity = std::max(1.0, policy.capacity / share);
     fallback = std::make_unique<limit::shared_memory_limiter>(fallback_policy);
+    known = std::make_unique<auth::known_tokens>(s.auth.token_cache_size);
     if (upstream.tls)
         tls = make_tls_context(s.upstream);
 }

@@ -57,6 +57,23 @@ void set_limit_headers(http::fields& f, const limit::rate_limit_headers& h) {
         f.set(http::field::retry_after, h.retry_after);
 }
 
+// The parser frames a body only by a final "chunked"; a request whose Transfer-Encoding is a
+// list, an unknown coding or repeated could be framed differently by the upstream or a
+// server behind it, so it is refused rather than relayed (RFC 9112 6.1, 6.3).
+bool acceptable_framing(const http::request_header<>& req) {
+    auto [first, last] = req.equal_range(http::field::transfer_encoding);
+    if (first == last)
+        return true;
+    if (std::next(first) != last || req.version() < 11)
+        return false;
+    std::string_view value = first->value();
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+        value.remove_suffix(1);
+    return beast::iequals(value, "chunked");
+}
+
 }  // namespace
 
 session::session(tcp::socket&& socket, worker& owner) : owner_(owner), stream_(std::move(socket)) {
@@ -185,8 +202,14 @@ void session::on_read_header(beast::error_code ec) {
     const std::string_view target = req.target();
     path_ = std::string(target.substr(0, target.find('?')));
     client_keep_alive_ = req.keep_alive();
+    client_version_ = req.version();
     request_has_body_ = !parser_->is_done();
     request_body_started_ = false;
+    if (!acceptable_framing(req)) {
+        client_keep_alive_ = false;
+        return send_local(http::status::bad_request, "bad_request",
+                          "unsupported Transfer-Encoding: only a single \"chunked\" is accepted");
+    }
     route();
 }
 
@@ -335,6 +358,8 @@ void session::on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_
         return upstream_failed(ec, "connect");
     upstream_ = std::move(conn);
     upstream_reused_ = reused;
+    request_sent_ = false;
+    upstream_keep_alive_ = false;
     if (!body_buffer_)
         body_buffer_ = owner_.take_buffer();
     request_serializer_.emplace(parser_->get());
@@ -377,8 +402,10 @@ void session::on_write_request_header(beast::error_code ec) {
             return;
         return upstream_failed(ec, "write request header");
     }
-    if (!request_has_body_)
+    if (!request_has_body_) {
+        request_sent_ = true;
         return do_read_response_header();
+    }
     if (expect_continue_) {
         expect_continue_ = false;
         auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
@@ -460,8 +487,10 @@ void session::on_write_request_body(beast::error_code ec) {
         ec = {};
     if (ec)
         return upstream_failed(ec, "write request body");
-    if (request_serializer_->is_done())
+    if (request_serializer_->is_done()) {
+        request_sent_ = true;
         return do_read_response_header();
+    }
     if (!parser_->is_done())
         return do_read_request_body();
     // All of the body is in; let the serializer finish (the last chunk).
@@ -501,11 +530,12 @@ void session::on_read_response_header(beast::error_code ec) {
         return do_read_response_header();
     upstream_time_ = std::chrono::steady_clock::now() - upstream_started_;
 
+    upstream_keep_alive_ = res.keep_alive();
     const bool upstream_chunked = res.chunked();
     const bool has_length = res.has_content_length();
     proxy::rewrite_response(res);
     set_limit_headers(res, *limit_headers_);
-    const unsigned version = parser_->get().version();
+    const unsigned version = client_version_;
     res.version(version);
     const bool body_expected = !response_parser_->is_done() || has_length;
     if (has_length) {
@@ -618,8 +648,10 @@ void session::on_write_response_body(beast::error_code ec) {
 
 void session::finish_exchange() {
     log_access(status_);
-    const bool upstream_reusable = response_parser_->get().keep_alive() &&
-                                   response_parser_->is_done() && request_serializer_->is_done();
+    // The response to the client carries the client's keep-alive now; the upstream's own was
+    // kept aside when its header arrived.
+    const bool upstream_reusable =
+        upstream_keep_alive_ && response_parser_->is_done() && request_sent_;
     response_serializer_.reset();
     response_parser_.reset();
     request_serializer_.reset();
@@ -661,7 +693,7 @@ void session::send_local(http::status status, std::string_view error, std::strin
 void session::send_json(http::status status, std::string body) {
     if (closed_)
         return;
-    const unsigned version = parser_ && parser_->is_header_done() ? parser_->get().version() : 11;
+    const unsigned version = parser_ && parser_->is_header_done() ? client_version_ : 11;
     // A request whose body was never read leaves unknown bytes on the wire: close after.
     const bool body_unread = parser_ && parser_->is_header_done() && !parser_->is_done();
     const bool keep_alive = client_keep_alive_ && !body_unread && !draining_;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,12 +28,32 @@ struct lookup_result {
     identity who;
 };
 
+// Every token this process has verified, shared by all workers: while Redis is away, a
+// client whose next connection lands on another worker thread is still known. Locked, but
+// touched only on a per-thread cache miss.
+class known_tokens {
+  public:
+    explicit known_tokens(std::size_t max_size) : max_size_(max_size) {}
+    void remember(const digest& d, const identity& who);
+    void forget(const digest& d);
+    std::optional<identity> find(const digest& d) const;
+
+  private:
+    struct digest_hash {
+        std::size_t operator()(const digest& d) const noexcept;
+    };
+    std::size_t max_size_;
+    mutable std::mutex mutex_;
+    std::unordered_map<digest, identity, digest_hash> tokens_;
+};
+
 // Tokens live in Redis as {prefix}:token:{sha256-hex} hashes. One store per worker thread;
 // its cache is that thread's alone, so no lock is taken on the request path.
 class token_store {
   public:
-    token_store(redis::connection& conn, redis::circuit_breaker& breaker, std::string key_prefix,
-                std::chrono::milliseconds cache_ttl, std::size_t cache_size);
+    token_store(redis::connection& conn, redis::circuit_breaker& breaker, known_tokens& known,
+                std::string key_prefix, std::chrono::milliseconds cache_ttl,
+                std::size_t cache_size);
 
     // Cache hit: answers now. Miss: nothing, and lookup() must be used.
     std::optional<identity> cached(std::string_view token);
@@ -58,6 +79,7 @@ class token_store {
 
     redis::connection& conn_;
     redis::circuit_breaker& breaker_;
+    known_tokens& known_;
     std::string key_prefix_;
     std::chrono::milliseconds cache_ttl_;
     std::size_t cache_size_;

@@ -34,20 +34,9 @@ class circuit_breaker {
         return true;
     }
 
-    void record_success() {
-        consecutive_failures_ = 0;
-        state_ = state::closed;
-    }
-
-    void record_failure(clock::time_point now = clock::now()) {
-        ++failures_total_;
-        if (state_ == state::half_open || ++consecutive_failures_ >= failure_threshold_) {
-            if (state_ != state::open)
-                ++times_opened_;
-            state_ = state::open;
-            next_probe_ = now + probe_interval_;
-        }
-    }
+    // Both log the transitions (open: warn, closed again: info).
+    void record_success();
+    void record_failure(clock::time_point now = clock::now());
 
     state current() const { return state_; }
     bool is_open() const { return state_ != state::closed; }

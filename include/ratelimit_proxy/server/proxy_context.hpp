@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "ratelimit_proxy/auth/token_store.hpp"
 #include "ratelimit_proxy/config/config.hpp"
 #include "ratelimit_proxy/limit/decision.hpp"
 #include "ratelimit_proxy/limit/memory_limiter.hpp"
@@ -23,6 +24,7 @@ struct proxy_context {
     limit::policy policy;
     limit::policy fallback_policy;  // this instance's share, while Redis is away
     std::unique_ptr<limit::shared_memory_limiter> fallback;
+    std::unique_ptr<auth::known_tokens> known;  // tokens verified by any worker
     redis::endpoint redis_endpoint;
     redis::script token_bucket;
     std::unique_ptr<boost::asio::ssl::context> tls;  // set for https upstreams

@@ -95,6 +95,7 @@ class session : public std::enable_shared_from_this<session> {
     std::string method_;
     std::string path_;  // without the query, for the access log
     bool client_keep_alive_ = false;
+    unsigned client_version_ = 11;  // the request's; the upstream always gets 1.1
     bool expect_continue_ = false;
     bool request_has_body_ = false;
     bool request_body_started_ = false;
@@ -105,6 +106,8 @@ class session : public std::enable_shared_from_this<session> {
     std::optional<limit::rate_limit_headers> limit_headers_;
     std::unique_ptr<proxy::upstream_connection> upstream_;
     bool upstream_reused_ = false;
+    bool request_sent_ = false;         // header and whole body are out to the upstream
+    bool upstream_keep_alive_ = false;  // the upstream's response allows reuse
     bool retried_ = false;
     std::optional<proxy::request_serializer> request_serializer_;
     std::optional<proxy::response_parser> response_parser_;
