@@ -28,6 +28,9 @@ const char* const known_variables[] = {
     "BIND_ADDRESS",
     "THREADS",
     "LOG_LEVEL",
+    "REDIS_TIMEOUT_MS",
+    "FALLBACK_INSTANCES",
+    "FAIL_CLOSED",
 };
 
 // Reads one JSON object, each known member through its setter; anything else is an error

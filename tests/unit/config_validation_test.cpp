@@ -175,3 +175,40 @@ TEST(ConfigValidation, ShippedExampleConfigIsValid) {
     ASSERT_TRUE(probe.good()) << path;
     EXPECT_NO_THROW(config::load(path, {}));
 }
+
+TEST(ConfigValidation, ReadsEveryDocumentedVariableFromTheProcessEnvironment) {
+    const char* documented[] = {"TARGET_API_URL",
+                                "TARGET_API_KEY",
+                                "TARGET_API_KEY_HEADER",
+                                "TARGET_API_KEY_FORMAT",
+                                "TARGET_CA_FILE",
+                                "RATE_LIMIT",
+                                "BURST",
+                                "REDIS_URL",
+                                "BIND_ADDRESS",
+                                "THREADS",
+                                "LOG_LEVEL",
+                                "REDIS_TIMEOUT_MS",
+                                "FALLBACK_INSTANCES",
+                                "FAIL_CLOSED"};
+    for (const char* name : documented)
+        ::setenv(name, "probe", 1);
+    auto env = config::process_environment();
+    for (const char* name : documented) {
+        EXPECT_EQ(env[name], "probe") << name;
+        ::unsetenv(name);
+    }
+}
+
+TEST(ConfigValidation, FaultSettingsComeFromTheEnvironment) {
+    auto env = minimal_env();
+    env["REDIS_TIMEOUT_MS"] = "300";
+    env["FALLBACK_INSTANCES"] = "4";
+    env["FAIL_CLOSED"] = "true";
+    auto s = config::load(std::nullopt, env);
+    EXPECT_EQ(s.redis.command_timeout.count(), 300);
+    EXPECT_EQ(s.rate_limit.fallback_instances, 4u);
+    EXPECT_TRUE(s.rate_limit.fail_closed);
+    env["FALLBACK_INSTANCES"] = "0";
+    EXPECT_NE(error_of(env).find("FALLBACK_INSTANCES"), std::string::npos);
+}
