@@ -129,6 +129,7 @@ void session::do_read_header() {
     const auto& s = owner_.context().settings.server;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(s.max_header_bytes));
+    parser_->eager(false);  // stop after the header: the body is streamed separately
     if (s.max_body_bytes > 0) {
         parser_->body_limit(s.max_body_bytes);
     } else {
@@ -160,9 +161,33 @@ void session::on_first_bytes(beast::error_code ec, std::size_t n) {
 void session::read_rest_of_header() {
     idle_ = false;
     stream_.expires_after(owner_.context().settings.server.header_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                                self->on_read_header(ec);
+    parse_header();
+}
+
+// The header is parsed from buffer_ by hand rather than with http::async_read_header, so the
+// raw bytes can be checked first: Beast unfolds obs-fold lines, which a server behind or in
+// front of the proxy may read differently, so a folded header is refused (RFC 9112 5.2).
+void session::parse_header() {
+    const auto bytes = buffer_.data();
+    const std::string_view text(static_cast<const char*>(bytes.data()), bytes.size());
+    const auto end = text.find("\r\n\r\n");
+    const auto head = text.substr(0, end == std::string_view::npos ? text.size() : end + 2);
+    if (head.find("\r\n ") != std::string_view::npos ||
+        head.find("\r\n\t") != std::string_view::npos)
+        return on_read_header(http::error::bad_value);
+    beast::error_code ec;
+    const auto used = parser_->put(bytes, ec);
+    buffer_.consume(used);
+    if (ec != http::error::need_more)
+        return on_read_header(ec);
+    stream_.async_read_some(buffer_.prepare(first_read_size),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                if (ec == asio::error::eof)
+                                    ec = http::error::end_of_stream;
+                                if (ec)
+                                    return self->on_read_header(ec);
+                                self->buffer_.commit(n);
+                                self->parse_header();
                             });
 }
 
@@ -305,6 +330,14 @@ void session::check_limit() {
 void session::on_decision(const limit::decision& d) {
     if (closed_)
         return;
+    if (d.store_unavailable) {
+        decision_label_ = "unavailable";
+        limit_headers_.reset();
+        retry_after_ = "1";
+        return send_local(http::status::service_unavailable, "unavailable",
+                          "the rate limit cannot be checked now (Redis is unreachable) and this "
+                          "limit fails closed; retry shortly");
+    }
     limit_headers_ = limit::make_headers(d);
     if (!d.allowed) {
         decision_label_ = d.decided_locally ? "denied-local" : "denied";
@@ -709,6 +742,10 @@ void session::send_json(http::status status, std::string body) {
         local_response_.set(http::field::allow, path_ == "/register" ? "POST" : "GET, HEAD");
     if (limit_headers_)
         set_limit_headers(local_response_, *limit_headers_);
+    if (!retry_after_.empty()) {
+        local_response_.set(http::field::retry_after, retry_after_);
+        retry_after_.clear();
+    }
     local_response_.body() = std::move(body);
     local_response_.keep_alive(keep_alive);
     local_response_.prepare_payload();

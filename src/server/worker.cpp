@@ -10,6 +10,10 @@ redis::connection_options redis_options(const proxy_context& ctx) {
     o.where = ctx.redis_endpoint;
     o.command_timeout = ctx.settings.redis.command_timeout;
     o.connect_timeout = ctx.settings.redis.connect_timeout;
+    // Reconnect at least as often as the breaker probes, so every worker hands decisions
+    // back to Redis within about a second of its return.
+    o.reconnect_max = std::max<std::chrono::milliseconds>(
+        o.reconnect_min, ctx.settings.redis.breaker_probe_interval);
     return o;
 }
 
@@ -69,9 +73,13 @@ void worker::start(std::function<void()> on_connected) {
     redis_.on_connected([this, on_connected = std::move(on_connected)] {
         // Redis may have restarted with an empty script cache: load ahead of the first
         // request instead of paying a NOSCRIPT round trip on it.
+        // Its reply doubles as the breaker's probe: a bare TCP connect to a Redis that does
+        // not answer (SIGSTOP) proves nothing.
         const std::string_view load[] = {"SCRIPT", "LOAD", ctx_.token_bucket.source()};
-        redis_.command(load, [](redis::outcome, redis::reply&&) {});
-        breaker_.record_success();
+        redis_.command(load, [this](redis::outcome o, redis::reply&& r) {
+            if (o == redis::outcome::ok && r.type != redis::reply_type::error)
+                breaker_.record_success();
+        });
         if (on_connected)
             on_connected();
     });

@@ -105,6 +105,8 @@ TEST_F(MalformedRequestTest, RejectsInvalidChunkEncoding) {
                   &closed);
     EXPECT_EQ(r.status, 400u);
     EXPECT_TRUE(closed);
+    // The header went upstream before the bad chunk was read; let it land before counting.
+    upstream.wait_for_requests(1, std::chrono::seconds(2));
     // Whatever reached the upstream, it never got a complete request out of it.
     for (auto& rec : upstream.requests())
         EXPECT_FALSE(rec.complete) << rec.target;

@@ -87,6 +87,17 @@ bool beast_upstream::wait_for_requests(std::size_t n, std::chrono::milliseconds 
     return cv_.wait_for(lock, timeout, [&] { return finished_ >= n; });
 }
 
+bool beast_upstream::wait_for_holds_closed_by_peer(std::size_t n,
+                                                   std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return holds_closed_.load() >= n; });
+}
+
+bool beast_upstream::wait_for_arrivals(std::size_t n, std::chrono::milliseconds timeout) const {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return requests_.size() >= n; });
+}
+
 bool beast_upstream::sleep_or_stop(std::chrono::milliseconds d) {
     std::unique_lock lock(mutex_);
     return cv_.wait_for(lock, d, [&] { return stopping_.load(); });
@@ -199,6 +210,7 @@ void beast_upstream::serve(int fd) {
         return !ec;
     };
 
+    std::size_t on_this_connection = 0;
     while (!stopping_) {
         http::request_parser<http::buffer_body> parser;
         parser.header_limit(64 * 1024);
@@ -221,7 +233,9 @@ void beast_upstream::serve(int fd) {
             index = requests_.size();
             requests_.push_back(std::move(rec));
             ++request_count_;
+            ++on_this_connection;
         }
+        cv_.notify_all();
 
         // Like real servers: ask for the body when the client waits for permission.
         if (beast::iequals(parser.get()[http::field::expect], "100-continue") &&
@@ -274,6 +288,11 @@ void beast_upstream::serve(int fd) {
 
         const std::string what = last_segment(target);
         bool ok = true;
+        if (what == "drop" || (drop_reused_ && on_this_connection > 1)) {
+            ++dropped_requests_;
+            finish();
+            break;
+        }
         if (what == "never") {
             sleep_or_stop(std::chrono::minutes(5));
             finish();
@@ -346,6 +365,40 @@ void beast_upstream::serve(int fd) {
             ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
             finish();
             break;
+        } else if (what == "stall") {
+            auto n = to_u64(query_param(target, "bytes"), 1024);
+            auto total = to_u64(query_param(target, "total"), 2 * n);
+            auto ms = to_u64(query_param(target, "ms"), 5 * 60 * 1000);
+            std::string body(static_cast<std::size_t>(total), '\0');
+            fill_pattern(0, body.data(), body.size());
+            ok = write_all(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
+                std::to_string(total) + "\r\n\r\n" + body.substr(0, static_cast<std::size_t>(n)));
+            if (ok && !sleep_or_stop(std::chrono::milliseconds(ms)))
+                ok = write_all(std::string_view(body).substr(static_cast<std::size_t>(n)));
+            else
+                ok = false;
+        } else if (what == "hold") {
+            auto ms = to_u64(query_param(target, "ms"), 10000);
+            auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+            bool peer_closed = false;
+            while (!stopping_ && std::chrono::steady_clock::now() < deadline) {
+                // Not POLLIN: bytes the peer might send must not make this spin.
+                pollfd p{fd, POLLRDHUP, 0};
+                if (::poll(&p, 1, 20) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+                    peer_closed = true;
+                    break;
+                }
+            }
+            if (peer_closed || stopping_) {
+                if (peer_closed)
+                    ++holds_closed_;
+                finish();
+                break;
+            }
+            nlohmann::json j;
+            j["held_ms"] = ms;
+            ok = write_all(json_response(200, "OK", j.dump()));
         } else if (what == "status") {
             auto code = static_cast<unsigned>(to_u64(query_param(target, "code"), 200));
             std::string body = R"({"status":)" + std::to_string(code) + "}";
@@ -371,6 +424,10 @@ void beast_upstream::serve(int fd) {
                 j["body_sha256"] = rec.body_sha256;
             }
             ok = write_all(json_response(200, "OK", j.dump()));
+            if (what == "closeafter") {
+                finish();
+                break;
+            }
         }
         finish();
         if (!ok || !keep_alive)

@@ -46,7 +46,17 @@ struct recorded_request {
 //   .../never              reads the request, never answers (until stop)
 //   .../reset              announces 1 MB, sends 1000 bytes, then resets the connection
 //   .../status?code=N      answers with status N and a small JSON body
+//   .../stall?bytes=N&total=T&ms=M  200 with Content-Length T (default 2N), sends N pattern
+//                          bytes, goes silent for M ms (default: until stop), then the rest
+//   .../closeafter         answers like echo (no "Connection: close"), then closes the
+//                          connection: a keep-alive connection the upstream dropped while idle
+//   .../drop               reads the request and closes the connection without answering
+//   .../hold?ms=N          reads the request, then waits up to N ms (default 10000) watching
+//                          the connection: when the peer closes it first, that is counted
+//                          (see holds_closed_by_peer); otherwise answers like echo
 // A request with "Expect: 100-continue" gets "100 Continue" before its body is read.
+// With drop_reused_connections(true), every request after the first on a connection is read
+// and then dropped like .../drop: a stale pooled connection as its user experiences it.
 class beast_upstream {
   public:
     beast_upstream();
@@ -62,6 +72,14 @@ class beast_upstream {
     std::size_t connection_count() const { return connection_count_.load(); }
     // .../download responses whose connection broke before the last byte was sent.
     std::size_t aborted_downloads() const { return aborted_downloads_.load(); }
+    // Requests dropped without an answer (.../drop and drop_reused_connections).
+    std::size_t dropped_requests() const { return dropped_requests_.load(); }
+    // .../hold requests whose connection the peer closed before the answer was due.
+    std::size_t holds_closed_by_peer() const { return holds_closed_.load(); }
+    bool wait_for_holds_closed_by_peer(std::size_t n, std::chrono::milliseconds timeout) const;
+    // Waits until at least n requests have arrived (header read; maybe still being handled).
+    bool wait_for_arrivals(std::size_t n, std::chrono::milliseconds timeout) const;
+    void drop_reused_connections(bool on) { drop_reused_ = on; }
     std::vector<recorded_request> requests() const;
     // Waits until at least n requests have been fully handled (response sent or aborted).
     bool wait_for_requests(std::size_t n, std::chrono::milliseconds timeout) const;
@@ -79,6 +97,9 @@ class beast_upstream {
     std::atomic<std::size_t> request_count_{0};
     std::atomic<std::size_t> connection_count_{0};
     std::atomic<std::size_t> aborted_downloads_{0};
+    std::atomic<std::size_t> dropped_requests_{0};
+    std::atomic<std::size_t> holds_closed_{0};
+    std::atomic<bool> drop_reused_{false};
     std::thread acceptor_;
 
     mutable std::mutex mutex_;

@@ -22,7 +22,8 @@ child_process::child_process(std::vector<std::string> argv,
                              std::string log_path)
     : log_path_(std::move(log_path)) {
     pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ < 0)
+        throw std::runtime_error("fork failed");
     if (pid_ == 0) {
         ::setpgid(0, 0);
         int fd = ::open(log_path_.empty() ? "/dev/null" : log_path_.c_str(),
@@ -33,10 +34,13 @@ child_process::child_process(std::vector<std::string> argv,
             ::close(fd);
         }
         int devnull = ::open("/dev/null", O_RDONLY);
-        if (devnull >= 0) ::dup2(devnull, 0);
-        for (auto& [k, v] : extra_env) ::setenv(k.c_str(), v.c_str(), 1);
+        if (devnull >= 0)
+            ::dup2(devnull, 0);
+        for (auto& [k, v] : extra_env)
+            ::setenv(k.c_str(), v.c_str(), 1);
         std::vector<char*> args;
-        for (auto& a : argv) args.push_back(a.data());
+        for (auto& a : argv)
+            args.push_back(a.data());
         args.push_back(nullptr);
         ::execvp(args[0], args.data());
         ::_exit(127);
@@ -44,7 +48,8 @@ child_process::child_process(std::vector<std::string> argv,
 }
 
 child_process::~child_process() {
-    if (pid_ <= 0 || reaped_) return;
+    if (pid_ <= 0 || reaped_)
+        return;
     ::kill(pid_, SIGCONT);
     ::kill(pid_, SIGTERM);
     if (wait_exit(std::chrono::seconds(5)) == -1) {
@@ -54,11 +59,13 @@ child_process::~child_process() {
 }
 
 void child_process::send_signal(int sig) const {
-    if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
+    if (pid_ > 0 && !reaped_)
+        ::kill(pid_, sig);
 }
 
 bool child_process::running() {
-    if (reaped_) return false;
+    if (reaped_)
+        return false;
     int st = 0;
     pid_t r = ::waitpid(pid_, &st, WNOHANG);
     if (r == pid_) {
@@ -72,16 +79,20 @@ bool child_process::running() {
 int child_process::wait_exit(std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (running()) {
-        if (std::chrono::steady_clock::now() >= deadline) return -1;
+        if (std::chrono::steady_clock::now() >= deadline)
+            return -1;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    if (WIFEXITED(status_)) return WEXITSTATUS(status_);
-    if (WIFSIGNALED(status_)) return 128 + WTERMSIG(status_);
+    if (WIFEXITED(status_))
+        return WEXITSTATUS(status_);
+    if (WIFSIGNALED(status_))
+        return 128 + WTERMSIG(status_);
     return -1;
 }
 
 std::string child_process::read_log() const {
-    if (log_path_.empty()) return {};
+    if (log_path_.empty())
+        return {};
     std::ifstream in(log_path_);
     std::stringstream ss;
     ss << in.rdbuf();
@@ -111,7 +122,8 @@ bool wait_for_port(std::uint16_t port, std::chrono::milliseconds timeout) {
         addr.sin_port = htons(port);
         int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
         ::close(fd);
-        if (rc == 0) return true;
+        if (rc == 0)
+            return true;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return false;
@@ -131,7 +143,8 @@ std::string random_hex(std::size_t bytes) {
 
 std::string temp_dir() {
     std::string tmpl = "/tmp/rlp-test-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    if (!::mkdtemp(tmpl.data()))
+        throw std::runtime_error("mkdtemp failed");
     return tmpl;
 }
 

@@ -13,7 +13,7 @@ namespace rlp_test {
 // A child process started with fork/exec; stdout and stderr go to log_path (or /dev/null).
 // The destructor sends SIGTERM, waits up to 5 s, then SIGKILLs.
 class child_process {
-public:
+  public:
     child_process(std::vector<std::string> argv,
                   std::vector<std::pair<std::string, std::string>> extra_env = {},
                   std::string log_path = {});
@@ -29,7 +29,7 @@ public:
     const std::string& log_path() const { return log_path_; }
     std::string read_log() const;
 
-private:
+  private:
     pid_t pid_ = -1;
     int status_ = -1;
     bool reaped_ = false;

@@ -7,7 +7,9 @@
 
 namespace rlp_test {
 
-redis_server::redis_server() : port_(free_port()), dir_(temp_dir()) { start(); }
+redis_server::redis_server() : port_(free_port()), dir_(temp_dir()) {
+    start();
+}
 
 redis_server::~redis_server() = default;
 
@@ -23,17 +25,21 @@ void redis_server::start() {
 namespace {
 std::string flatten(const redisReply* r) {
     switch (r->type) {
-        case REDIS_REPLY_INTEGER: return std::to_string(r->integer);
-        case REDIS_REPLY_NIL: return "(nil)";
+        case REDIS_REPLY_INTEGER:
+            return std::to_string(r->integer);
+        case REDIS_REPLY_NIL:
+            return "(nil)";
         case REDIS_REPLY_ARRAY: {
             std::string out;
             for (size_t i = 0; i < r->elements; ++i) {
-                if (i) out += '\n';
+                if (i)
+                    out += '\n';
                 out += flatten(r->element[i]);
             }
             return out;
         }
-        default: return std::string(r->str, r->len);
+        default:
+            return std::string(r->str, r->len);
     }
 }
 }  // namespace
@@ -42,7 +48,8 @@ std::string redis_server::command(const std::vector<std::string>& args) const {
     timeval tv{5, 0};
     redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
     if (!c || c->err) {
-        if (c) redisFree(c);
+        if (c)
+            redisFree(c);
         throw std::runtime_error("cannot connect to test redis");
     }
     std::vector<const char*> argv;
@@ -68,8 +75,12 @@ void redis_server::kill_hard() {
     process_->wait_exit(std::chrono::seconds(5));
 }
 
-void redis_server::pause() { process_->send_signal(SIGSTOP); }
-void redis_server::resume() { process_->send_signal(SIGCONT); }
+void redis_server::pause() {
+    process_->send_signal(SIGSTOP);
+}
+void redis_server::resume() {
+    process_->send_signal(SIGCONT);
+}
 
 void redis_server::restart() {
     process_.reset();

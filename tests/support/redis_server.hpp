@@ -11,7 +11,7 @@ namespace rlp_test {
 
 // A real redis-server on a free loopback port, no persistence, gone with the object.
 class redis_server {
-public:
+  public:
     redis_server();
     ~redis_server();
 
@@ -28,7 +28,7 @@ public:
     void restart();    // start again on the same port (after kill_hard)
     child_process& process() { return *process_; }
 
-private:
+  private:
     void start();
     std::uint16_t port_;
     std::string dir_;

@@ -46,6 +46,7 @@ class session : public std::enable_shared_from_this<session> {
     void do_read_header();
     void on_first_bytes(beast::error_code ec, std::size_t n);
     void read_rest_of_header();
+    void parse_header();
     void on_read_header(beast::error_code ec);
     void route();
     void handle_register();
@@ -104,6 +105,7 @@ class session : public std::enable_shared_from_this<session> {
     auth::identity identity_;
     std::string bearer_;
     std::optional<limit::rate_limit_headers> limit_headers_;
+    std::string retry_after_;  // for a local 503 that has no limit headers
     std::unique_ptr<proxy::upstream_connection> upstream_;
     bool upstream_reused_ = false;
     bool request_sent_ = false;         // header and whole body are out to the upstream

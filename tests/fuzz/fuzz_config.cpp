@@ -1,0 +1,27 @@
+// libFuzzer target: the JSON configuration file. config::parse_json then config::validate on
+// arbitrary text. Their contract is to throw config_error (naming the field) for anything
+// wrong; any other exception escaping is a crash, as are memory errors and undefined behaviour.
+#include "ratelimit_proxy/config/config.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    namespace config = ratelimit_proxy::config;
+    const std::string text(reinterpret_cast<const char*>(data), size);
+    try {
+        const config::settings s = config::parse_json(text, "fuzz.json");
+        config::validate(s);
+        // Settings that passed validation must make sense.
+        if (!(s.rate_limit.requests_per_minute > 0) || !(s.effective_burst() > 0))
+            __builtin_trap();
+    } catch (const config::config_error& e) {
+        // The message names the field: never empty.
+        if (e.field().empty() && std::string(e.what()).empty())
+            __builtin_trap();
+    } catch (...) {
+        __builtin_trap();  // e.g. a nlohmann::json type_error or out_of_range leaking out
+    }
+    return 0;
+}
