@@ -80,6 +80,13 @@ std::optional<identity> token_store::from_cache(const digest& d, bool accept_sta
     return it->second.who;
 }
 
+void token_store::remember(const digest& d, const identity& who) {
+    if (cache_.size() >= cache_size_ && !cache_.contains(d))
+        cache_.clear();  // bounded; refills on demand
+    cache_[d] = cache_entry{who, std::chrono::steady_clock::now() + cache_ttl_};
+    known_.remember(d, who);
+}
+
 void token_store::lookup(std::string_view token, std::function<void(lookup_result)> done) {
     if (!looks_like_token(token)) {
         done(lookup_result{lookup_status::unknown, {}});
@@ -103,9 +110,11 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
             breaker_.record_failure();
             return unavailable(done);
         }
-        breaker_.record_success();
-        if (r.type != redis::reply_type::array || r.elements.size() != 2)
+        if (r.type != redis::reply_type::array || r.elements.size() != 2) {
+            breaker_.record_failure();  // an error reply: Redis cannot serve us now
             return unavailable(done);
+        }
+        breaker_.record_success();
         const auto& stored = r.elements[0];
         const std::string expected = to_hex(d);
         if (stored.type != redis::reply_type::string || stored.str.size() != expected.size() ||
@@ -119,10 +128,7 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
         who.id = expected.substr(0, 16);
         if (r.elements[1].type == redis::reply_type::string && !r.elements[1].str.empty())
             who.tier = r.elements[1].str;
-        if (cache_.size() >= cache_size_)
-            cache_.clear();  // bounded; refills on demand
-        cache_[d] = cache_entry{who, std::chrono::steady_clock::now() + cache_ttl_};
-        known_.remember(d, who);
+        remember(d, who);
         done(lookup_result{lookup_status::found, std::move(who)});
     });
 }
@@ -141,19 +147,16 @@ void token_store::issue(std::function<void(std::optional<std::string>)> done) {
     }
     conn_.command(args, [this, d, token = std::move(token), done = std::move(done)](
                             redis::outcome result, redis::reply&& r) mutable {
-        if (result == redis::outcome::ok)
-            breaker_.record_success();
-        else
-            breaker_.record_failure();
         if (result != redis::outcome::ok || r.type == redis::reply_type::error) {
+            breaker_.record_failure();
             done(std::nullopt);
             return;
         }
+        breaker_.record_success();
         // The client uses a new token right away: spare that first request a lookup.
         identity who;
         who.id = to_hex(d).substr(0, 16);
-        cache_[d] = cache_entry{who, std::chrono::steady_clock::now() + cache_ttl_};
-        known_.remember(d, who);
+        remember(d, who);
         done(std::move(token));
     });
 }

@@ -331,8 +331,8 @@ void validate(const settings& s) {
     if (s.effective_burst() < 1)
         throw config_error("BURST (rate_limit.burst)", "must be at least 1");
     if (s.redis.url.rfind("redis://", 0) != 0)
-        throw config_error("REDIS_URL (redis.url)",
-                           "must start with redis://, got \"" + s.redis.url + "\"");
+        // Not quoted: the URL may hold a password.
+        throw config_error("REDIS_URL (redis.url)", "must start with redis://");
     validate_bind_address("BIND_ADDRESS (server.bind_address)", s.server.bind_address);
     if (s.server.threads > 256)
         throw config_error("THREADS (server.threads)", "must be between 0 and 256");

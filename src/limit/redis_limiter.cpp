@@ -94,13 +94,11 @@ void redis_limiter::check(std::string_view bucket_id, std::uint32_t cost, decisi
                         done(d);
                         return;
                     }
-                    if (result == redis::outcome::ok) {
-                        // Redis answered, so it is up; the script itself is wrong (e.g. a
-                        // read-only replica). Say so, and limit locally meanwhile.
+                    // An error reply (OOM, READONLY replica, BUSY script...) counts as a
+                    // failure too: the breaker then probes until Redis can decide again.
+                    if (result == redis::outcome::ok)
                         spdlog::error("rate limit script failed: {}", r.str);
-                    } else {
-                        breaker_.record_failure();
-                    }
+                    breaker_.record_failure();
                     done(decide_without_redis(id, cost));
                 });
 }

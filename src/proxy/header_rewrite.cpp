@@ -7,6 +7,8 @@
 
 namespace ratelimit_proxy::proxy {
 
+namespace beast = boost::beast;
+
 namespace {
 
 constexpr std::array hop_by_hop = {
@@ -47,8 +49,14 @@ void strip_hop_by_hop(http::fields& fields) {
             value.remove_prefix(comma + 1);
         }
     }
-    for (const auto& name : named)
+    for (const auto& name : named) {
+        // Framing and Host are never the sender's to drop: "Connection: content-length" would
+        // leave a body without a length and turn it into a second request on the upstream.
+        if (beast::iequals(name, "content-length") || beast::iequals(name, "host") ||
+            beast::iequals(name, "transfer-encoding"))
+            continue;
         fields.erase(name);
+    }
     for (auto f : hop_by_hop)
         fields.erase(f);
 }

@@ -12,8 +12,18 @@ upstream_pool::upstream_pool(boost::asio::io_context& io, boost::asio::ssl::cont
       max_idle_(max_idle),
       idle_timeout_(idle_timeout) {}
 
+// The oldest idle connections sit at the front: close those past the idle timeout, so a
+// connection the upstream dropped long ago does not hold a descriptor in CLOSE_WAIT.
+void upstream_pool::evict_expired(std::chrono::steady_clock::time_point now) {
+    while (!idle_.empty() && now - idle_.front()->idle_since >= idle_timeout_) {
+        idle_.front()->close();
+        idle_.pop_front();
+    }
+}
+
 void upstream_pool::acquire(acquire_handler done) {
     const auto now = std::chrono::steady_clock::now();
+    evict_expired(now);
     while (!idle_.empty()) {
         auto conn = std::move(idle_.back());
         idle_.pop_back();
@@ -44,6 +54,7 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn) {
         idle_.pop_front();
     }
     conn->idle_since = std::chrono::steady_clock::now();
+    evict_expired(conn->idle_since);
     idle_.push_back(std::move(conn));
 }
 

@@ -36,6 +36,11 @@ void listener::stop() {
     });
 }
 
+void listener::close_now() {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+}
+
 void listener::do_accept() {
     auto& target = *workers_[next_];
     next_ = (next_ + 1) % workers_.size();

@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "ratelimit_proxy/server/listener.hpp"
@@ -41,6 +42,7 @@ struct server::impl {
     asio::io_context control{1};  // signals and the shutdown clock, on the main thread
     std::vector<std::unique_ptr<worker>> workers;
     std::vector<std::thread> threads;
+    std::mutex accept_mutex;  // the listener is set by the main thread, stopped by a signal
     std::shared_ptr<listener> accept;
     std::chrono::steady_clock::time_point drain_deadline;
     std::atomic<bool> stopping{false};
@@ -94,8 +96,11 @@ int server::run() {
             return;
         spdlog::info("signal {}: no new connections; draining in-flight requests", sig);
         impl_->stopping = true;
-        if (impl_->accept)
-            impl_->accept->stop();
+        {
+            std::lock_guard lock(impl_->accept_mutex);
+            if (impl_->accept)
+                impl_->accept->stop();
+        }
         for (auto& w : impl_->workers)
             asio::post(w->io(), [wp = w.get()] { wp->drain(); });
         impl_->drain_deadline =
@@ -132,19 +137,21 @@ int server::run() {
 
     int code = 0;
     try {
-        if (impl_->stopping.load())
-            throw std::runtime_error("stopped during start-up");
-        impl_->accept =
-            std::make_shared<listener>(raw.front()->io(), parse_endpoint(s.server.bind_address),
-                                       raw, s.server.max_connections);
-        asio::post(raw.front()->io(), [l = impl_->accept] { l->run(); });
-        spdlog::info(
-            "ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "
-            "{} requests/minute, burst {}",
-            RLP_VERSION, s.server.bind_address, threads,
-            impl_->context.upstream.tls ? "https" : "http", impl_->context.upstream.host_header,
-            impl_->context.upstream.base_path, s.rate_limit.requests_per_minute,
-            s.effective_burst());
+        // A signal during start-up already began the drain: then there is nothing to open.
+        std::lock_guard lock(impl_->accept_mutex);
+        if (!impl_->stopping.load()) {
+            impl_->accept =
+                std::make_shared<listener>(raw.front()->io(), parse_endpoint(s.server.bind_address),
+                                           raw, s.server.max_connections);
+            asio::post(raw.front()->io(), [l = impl_->accept] { l->run(); });
+            spdlog::info(
+                "ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "
+                "{} requests/minute, burst {}",
+                RLP_VERSION, s.server.bind_address, threads,
+                impl_->context.upstream.tls ? "https" : "http", impl_->context.upstream.host_header,
+                impl_->context.upstream.base_path, s.rate_limit.requests_per_minute,
+                s.effective_burst());
+        }
     } catch (const std::exception& e) {
         spdlog::critical("cannot listen on {}: {}", s.server.bind_address, e.what());
         impl_->stop_workers();
@@ -156,6 +163,10 @@ int server::run() {
     control_guard.reset();
     impl_->control.stop();
     control_thread.join();
+    // Its acceptor belongs to worker 0's io_context: close it before that goes away.
+    if (impl_->accept)
+        impl_->accept->close_now();
+    impl_->accept.reset();
     impl_->workers.clear();
     spdlog::info("stopped");
     return code;

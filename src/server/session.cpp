@@ -40,7 +40,6 @@ bool is_idempotent(http::verb v) {
         case http::verb::options:
         case http::verb::put:
         case http::verb::delete_:
-        case http::verb::trace:
             return true;
         default:
             return false;
@@ -288,6 +287,10 @@ void session::handle_register() {
 
 void session::handle_api() {
     auto& req = parser_->get();
+    // TRACE would echo the injected upstream key back; CONNECT is no request for an API.
+    if (req.method() == http::verb::trace || req.method() == http::verb::connect)
+        return send_local(http::status::method_not_allowed, "method_not_allowed",
+                          "TRACE and CONNECT are not relayed");
     auto token = auth::bearer_token(req[http::field::authorization]);
     if (!token) {
         decision_label_ = "unauthenticated";
@@ -439,7 +442,7 @@ void session::on_write_request_header(beast::error_code ec) {
         request_sent_ = true;
         return do_read_response_header();
     }
-    if (expect_continue_) {
+    if (expect_continue_ && client_version_ >= 11) {
         expect_continue_ = false;
         auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
         stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
@@ -739,7 +742,11 @@ void session::send_json(http::status status, std::string body) {
     if (status == http::status::unauthorized)
         local_response_.set(http::field::www_authenticate, "Bearer");
     if (status == http::status::method_not_allowed)
-        local_response_.set(http::field::allow, path_ == "/register" ? "POST" : "GET, HEAD");
+        local_response_.set(http::field::allow,
+                            path_ == "/register" ? "POST"
+                            : path_.rfind(owner_.context().settings.server.api_prefix, 0) == 0
+                                ? "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+                                : "GET, HEAD");
     if (limit_headers_)
         set_limit_headers(local_response_, *limit_headers_);
     if (!retry_after_.empty()) {
@@ -819,15 +826,35 @@ void session::next_request_or_close(bool keep_alive) {
         stream_.socket().cancel(ec);
         return;
     }
-    if (body_buffer_)
-        owner_.return_buffer(std::move(body_buffer_));
     if (!keep_alive) {
         // Half-close so the client reads everything sent before seeing the end.
         beast::error_code ec;
         stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-        return close();
+        return linger();
     }
+    if (body_buffer_)
+        owner_.return_buffer(std::move(body_buffer_));
     do_read_header();
+}
+
+// Closing a socket with unread bytes in its receive queue sends a reset, and a client still
+// uploading then loses the answer it was sent (a 401 or 413 shows up as "broken pipe"). So
+// read and drop what the client still sends, for a short while, before closing.
+void session::linger() {
+    if (closed_)
+        return;
+    if (!lingering_) {
+        lingering_ = true;
+        stream_.expires_after(linger_time);
+    }
+    if (!body_buffer_)
+        body_buffer_ = owner_.take_buffer();
+    stream_.async_read_some(asio::buffer(body_buffer_.get(), worker::body_buffer_size),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                if (ec)
+                                    return self->close();
+                                self->linger();
+                            });
 }
 
 void session::log_access(unsigned status) {

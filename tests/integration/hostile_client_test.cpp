@@ -480,3 +480,33 @@ TEST_F(HostileClientTest, AnswersPipelinedRequestsInOrderAcrossLocalAndProxiedOn
 }
 
 }  // namespace
+
+// ---- framing the client cannot take apart -------------------------------------------------
+
+// "Connection: content-length" names a framing header as hop-by-hop. Dropping it would send
+// the body upstream without a length, where it would be read as a second request that was
+// never authenticated nor counted. The body must arrive as a body.
+TEST_F(HostileClientTest, ConnectionNamingContentLengthCannotSmuggleABody) {
+    start();
+    const std::string smuggled = "GET /base/smuggled/echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    http_connection c(port(), 5s);
+    c.send_raw("POST /api/carrier/echo HTTP/1.1\r\n" + host() + auth() +
+               "Connection: keep-alive, content-length\r\nContent-Length: " +
+               std::to_string(smuggled.size()) + "\r\n\r\n" + smuggled);
+    auto r = c.read_response();
+    EXPECT_EQ(r.status, 200u) << r.headers_text() << r.body;
+    ASSERT_TRUE(upstream.wait_for_requests(1, 2s));
+    std::this_thread::sleep_for(200ms);  // a smuggled second request would land by now
+    auto requests = upstream.requests();
+    ASSERT_EQ(requests.size(), 1u) << "the body became a request of its own upstream";
+    EXPECT_EQ(requests[0].body_bytes, smuggled.size());
+    EXPECT_EQ(requests[0].header("Content-Length"), std::to_string(smuggled.size()));
+}
+
+// TRACE echoes the request back, injected upstream key included: never relayed.
+TEST_F(HostileClientTest, RefusesTraceSoTheUpstreamKeyIsNeverEchoed) {
+    start();
+    auto r = send("TRACE /api/anything/echo HTTP/1.1\r\n" + host() + auth() + "\r\n");
+    EXPECT_EQ(r.status, 405u) << r.headers_text() << r.body;
+    EXPECT_EQ(upstream.request_count(), 0u);
+}

@@ -43,6 +43,14 @@ TEST_F(CircuitBreaker, LetsExactlyOneProbeThroughPerInterval) {
     EXPECT_EQ(breaker_.current(), circuit_breaker::state::half_open);
 }
 
+TEST_F(CircuitBreaker, ALostProbeIsReplacedAfterAnotherInterval) {
+    for (int i = 0; i < 3; ++i)
+        breaker_.record_failure(t0_);
+    ASSERT_TRUE(breaker_.allow(t0_ + 1s));
+    EXPECT_FALSE(breaker_.allow(t0_ + 1500ms));
+    EXPECT_TRUE(breaker_.allow(t0_ + 2s));
+}
+
 TEST_F(CircuitBreaker, FailedProbeReopensForAnotherInterval) {
     for (int i = 0; i < 3; ++i)
         breaker_.record_failure(t0_);

@@ -68,6 +68,7 @@ class token_store {
 
   private:
     std::optional<identity> from_cache(const digest& d, bool accept_stale) const;
+    void remember(const digest& d, const identity& who);
 
     struct digest_hash {
         std::size_t operator()(const digest& d) const noexcept;

@@ -27,6 +27,8 @@ class upstream_pool {
     void clear();
 
   private:
+    void evict_expired(std::chrono::steady_clock::time_point now);
+
     boost::asio::io_context& io_;
     boost::asio::ssl::context* tls_;
     upstream_endpoint where_;

@@ -24,11 +24,17 @@ class circuit_breaker {
             case state::closed:
                 return true;
             case state::half_open:
-                return false;  // the probe is still out
+                // The probe is still out; if it never reports back, send another after an
+                // interval rather than stay half-open for ever.
+                if (now < next_probe_ + probe_interval_)
+                    return false;
+                next_probe_ = now;
+                return true;
             case state::open:
                 if (now < next_probe_)
                     return false;
                 state_ = state::half_open;
+                next_probe_ = now;
                 return true;
         }
         return true;

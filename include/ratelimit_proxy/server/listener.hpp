@@ -20,6 +20,8 @@ class listener : public std::enable_shared_from_this<listener> {
 
     void run();
     void stop();
+    // Only once no thread runs the io_context any more.
+    void close_now();
     boost::asio::ip::tcp::endpoint local_endpoint() const;
 
   private:

@@ -79,6 +79,7 @@ class session : public std::enable_shared_from_this<session> {
     void send_json(http::status status, std::string body);
     void on_write_local(beast::error_code ec);
     void next_request_or_close(bool keep_alive);
+    void linger();
     void watch_client();
     void on_watch_client(beast::error_code ec, std::size_t n);
     void close();
@@ -121,6 +122,9 @@ class session : public std::enable_shared_from_this<session> {
     bool watching_ = false;
     std::function<void()> resume_after_watch_;
     std::array<char, 256> watch_buffer_;
+
+    bool lingering_ = false;
+    static constexpr std::chrono::seconds linger_time{2};
 
     bool idle_ = true;  // waiting for the next request header
     bool draining_ = false;
