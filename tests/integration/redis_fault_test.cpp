@@ -271,6 +271,9 @@ TEST_F(RedisFaultTest, LimitsLocallyWhileRedisIsKilledAndHandsBackAfterRestart) 
     EXPECT_EQ(redis.command({"EXISTS", bucket_key(token)}), "1")
         << "the bucket is back in Redis; Redis holds:\n"
         << dump_redis(redis);
+    // Each worker thread reconnects on its own schedule (backoff capped at the 1 s probe
+    // interval, +-25% jitter): give the last one that long before every decision must be Redis's.
+    std::this_thread::sleep_for(1500ms);
     // From now on Redis counts: the fresh bucket holds 5 at most, then 429 decided by Redis.
     const std::string back = "redis-again-" + random_hex(4);
     int ok_after = 0;
