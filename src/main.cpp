@@ -1,4 +1,3 @@
-#include <spdlog/async.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -46,12 +45,10 @@ Exit codes: 0 clean shutdown, 1 runtime failure (e.g. the port is taken), 2 bad 
 )";
 
 void setup_logging(const std::string& level) {
-    spdlog::init_thread_pool(8192, 1);
-    auto sink = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
-    // Access lines go through a queue so a slow terminal never stalls a worker thread.
-    auto logger =
-        std::make_shared<spdlog::async_logger>("ratelimit-proxy", sink, spdlog::thread_pool(),
-                                               spdlog::async_overflow_policy::overrun_oldest);
+    // Synchronous, behind the sink's mutex: spdlog 1.10's async logger races its own pool
+    // thread at exit (ThreadSanitizer shows it). Lines are flushed once a second.
+    auto logger = std::make_shared<spdlog::logger>(
+        "ratelimit-proxy", std::make_shared<spdlog::sinks::stdout_color_sink_mt>());
     logger->set_level(spdlog::level::from_str(level));
     logger->flush_on(spdlog::level::warn);
     spdlog::set_default_logger(logger);
