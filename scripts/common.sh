@@ -4,7 +4,8 @@
 # Sets RLP_ROOT (the repository root) and RLP_BUILD_DIR (RLP_ROOT/build), and provides:
 #   output       rlp_section, rlp_info, rlp_warn, rlp_error, rlp_die
 #   packages     rlp_install_packages PKG...   (installs only what dpkg says is missing)
-#   building     rlp_build_daemon, rlp_reset_foreign_build_dir
+#   building     rlp_build_daemon, rlp_reset_foreign_build_dir [DIR]
+#   fuzzing      rlp_fuzz_run, rlp_fuzz_report
 #   redis        rlp_parse_redis_url, rlp_redis_ping, rlp_ensure_redis
 #   processes    rlp_free_port, rlp_wait_http
 
@@ -24,6 +25,9 @@ RLP_BUILD_PACKAGES=(build-essential cmake pkg-config ccache libboost1.81-dev lib
 RLP_RUNTIME_PACKAGES=(redis-server curl openssl ca-certificates)
 # Tests: the integration tests start httpbin with Debian's /usr/bin/gunicorn.
 RLP_TEST_PACKAGES=(python3-httpbin gunicorn)
+# Sanitizer and fuzz stages of scripts/test.sh: clang with its sanitizer runtimes and libFuzzer
+# (libclang_rt.*, in libclang-rt-14-dev), llvm-symbolizer (package llvm) for file:line in reports.
+RLP_SANITIZER_PACKAGES=(clang libclang-rt-14-dev llvm)
 
 # ccache keeps its cache in one stable place, so a rebuild after `rm -rf build` is quick.
 export CCACHE_DIR="${CCACHE_DIR:-${HOME:-/root}/.cache/ccache}"
@@ -111,14 +115,16 @@ rlp_install_packages() {
 # Building
 # ---------------------------------------------------------------------------------------------
 
-# A build/ made from another checkout (copied or moved tree) makes CMake refuse to run: start over.
+# A build directory made from another checkout (copied or moved tree) makes CMake refuse to run:
+# start over. Argument: the build directory (default build/).
 rlp_reset_foreign_build_dir() {
-    local cache="$RLP_BUILD_DIR/CMakeCache.txt" home
+    local dir="${1:-$RLP_BUILD_DIR}"
+    local cache="$dir/CMakeCache.txt" home
     [[ -f "$cache" ]] || return 0
     home="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$cache")"
     if [[ -n "$home" && "$home" != "$RLP_ROOT" ]]; then
-        rlp_warn "build/ was configured for $home, not $RLP_ROOT: removing it"
-        rm -rf "$RLP_BUILD_DIR"
+        rlp_warn "${dir#"$RLP_ROOT"/}/ was configured for $home, not $RLP_ROOT: removing it"
+        rm -rf "$dir"
     fi
 }
 
@@ -128,7 +134,7 @@ rlp_jobs() { nproc 2>/dev/null || echo 2; }
 # existing one keeps its configuration (e.g. RelWithDebInfo from scripts/test.sh) and is built
 # incrementally.
 rlp_build_daemon() {
-    rlp_reset_foreign_build_dir
+    rlp_reset_foreign_build_dir "$RLP_BUILD_DIR"
     if [[ -f "$RLP_BUILD_DIR/CMakeCache.txt" ]]; then
         local type
         type="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$RLP_BUILD_DIR/CMakeCache.txt")"
@@ -139,6 +145,59 @@ rlp_build_daemon() {
     fi
     cmake --build "$RLP_BUILD_DIR" -j"$(rlp_jobs)" --target ratelimit-proxy
     [[ -x "$RLP_BINARY" ]] || rlp_die "the build finished but $RLP_BINARY is missing"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing (scripts/test.sh, scripts/fuzz.sh): libFuzzer targets of tests/fuzz in build-fuzz/
+# ---------------------------------------------------------------------------------------------
+RLP_FUZZ_BUILD_DIR="$RLP_ROOT/build-fuzz"
+RLP_FUZZERS=(fuzz_request_path fuzz_config fuzz_redis_url)
+RLP_FUZZ_CMAKE_ARGS=(-DCMAKE_BUILD_TYPE=Debug -DRLP_BUILD_TESTS=OFF -DRLP_FUZZ=ON
+                     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+
+# rlp_fuzz_run NAME SECONDS [LIBFUZZER_ARGS...]: runs build-fuzz/tests/fuzz/NAME for SECONDS on
+# a copy of tests/fuzz/corpus/NAME (new inputs go to the copy, never into the repository).
+# Everything goes to build-fuzz/fuzz-run/NAME/: corpus/, artifacts/ (crash inputs), fuzz.log,
+# exit-code.
+rlp_fuzz_run() {
+    local name="$1" seconds="$2" run="$RLP_FUZZ_BUILD_DIR/fuzz-run/$1" args=() rc=0
+    shift 2
+    rm -rf "$run"
+    mkdir -p "$run/corpus" "$run/artifacts"
+    cp -R "$RLP_ROOT/tests/fuzz/corpus/$name/." "$run/corpus/"
+    [[ -f "$RLP_ROOT/tests/fuzz/$name.dict" ]] && args+=("-dict=$RLP_ROOT/tests/fuzz/$name.dict")
+    (cd "$run" && env ASAN_OPTIONS="detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
+        "$RLP_FUZZ_BUILD_DIR/tests/fuzz/$name" -max_total_time="$seconds" -rss_limit_mb=2048 \
+        -timeout=25 -print_final_stats=1 -artifact_prefix="$run/artifacts/" "${args[@]}" "$@" \
+        "$run/corpus" >"$run/fuzz.log" 2>&1) || rc=$?
+    echo "$rc" >"$run/exit-code"
+    return "$rc"
+}
+
+# rlp_fuzz_report NAME: prints what rlp_fuzz_run NAME found; returns 1 if the fuzzer failed
+# (crash, leak, timeout, out of memory), after printing its last output and every input it saved,
+# in base64 and hex.
+rlp_fuzz_report() {
+    local name="$1" run="$RLP_FUZZ_BUILD_DIR/fuzz-run/$1" rc f stats
+    rc="$(cat "$run/exit-code" 2>/dev/null || echo 1)"
+    stats="$(grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' \
+        "$run/fuzz.log" 2>/dev/null | sed 's/^stat:://; s/: */=/' | tr '\n' ' ')"
+    if [[ "$rc" -eq 0 ]]; then
+        rlp_info "$name: no findings; $stats"
+        return 0
+    fi
+    rlp_error "$name: FAILED (exit $rc); $stats"
+    printf -- '---- last lines of %s ----\n' "${run#"$RLP_ROOT"/}/fuzz.log"
+    tail -n 80 "$run/fuzz.log"
+    for f in "$run"/artifacts/*; do
+        [[ -f "$f" ]] || continue
+        printf -- '---- input %s (%d bytes) ----\nbase64: %s\n' "${f##*/}" "$(wc -c <"$f")" \
+            "$(base64 -w0 <"$f")"
+        od -A x -t x1z -v "$f" | head -n 64
+        printf 'reproduce: scripts/fuzz.sh %s %s\n' "$name" "${f#"$RLP_ROOT"/}"
+    done
+    return 1
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ auto millis_into(milliseconds& out) {
 
 auto positive_number_into(double& out) {
     return [&out](const json& v, const std::string& field) {
-        if (!v.is_number() || !(v.get<double>() > 0))
+        if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>()))
             throw config_error(field, "expected a positive number");
         out = v.get<double>();
     };
@@ -188,7 +188,7 @@ settings parse_json(const std::string& json_text, const std::string& origin) {
     json root;
     try {
         root = json::parse(json_text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e999
         throw config_error(origin, std::string("invalid JSON: ") + e.what());
     }
     settings s;
@@ -218,7 +218,8 @@ settings parse_json(const std::string& json_text, const std::string& origin) {
                        .field("burst",
                               [&](const json& v, const std::string& field) {
                                   // 0 keeps the default: the same as requests_per_minute.
-                                  if (!v.is_number() || !(v.get<double>() >= 0))
+                                  if (!v.is_number() || !(v.get<double>() >= 0) ||
+                                      !std::isfinite(v.get<double>()))
                                       throw config_error(field, "expected a non-negative number");
                                   s.rate_limit.burst = v.get<double>();
                               })

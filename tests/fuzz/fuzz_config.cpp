@@ -5,7 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <string>
+#include <typeinfo>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     namespace config = ratelimit_proxy::config;
@@ -14,14 +17,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const config::settings s = config::parse_json(text, "fuzz.json");
         config::validate(s);
         // Settings that passed validation must make sense.
-        if (!(s.rate_limit.requests_per_minute > 0) || !(s.effective_burst() > 0))
+        if (!(s.rate_limit.requests_per_minute > 0) || !(s.effective_burst() > 0)) {
+            std::fprintf(stderr,
+                         "fuzz_config: validated settings with a rate that is not positive\n");
             __builtin_trap();
+        }
     } catch (const config::config_error& e) {
         // The message names the field: never empty.
         if (e.field().empty() && std::string(e.what()).empty())
             __builtin_trap();
+    } catch (const std::exception& e) {
+        // e.g. a nlohmann::json type_error or out_of_range leaking out
+        std::fprintf(stderr, "fuzz_config: %s escaped parse_json/validate: %s\n", typeid(e).name(),
+                     e.what());
+        __builtin_trap();
     } catch (...) {
-        __builtin_trap();  // e.g. a nlohmann::json type_error or out_of_range leaking out
+        std::fprintf(stderr, "fuzz_config: a non-std exception escaped parse_json/validate\n");
+        __builtin_trap();
     }
     return 0;
 }

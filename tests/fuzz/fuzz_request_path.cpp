@@ -18,9 +18,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <string_view>
-#include <vector>
 
 namespace {
 
@@ -28,10 +28,13 @@ namespace http = boost::beast::http;
 namespace proxy = ratelimit_proxy::proxy;
 namespace auth = ratelimit_proxy::auth;
 
-#define RLP_CHECK(cond)             \
-    do {                            \
-        if (!(cond))                \
-            __builtin_trap();       \
+#define RLP_CHECK(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            std::fprintf(stderr, "fuzz_request_path: invariant violated at %s:%d: %s\n", __FILE__, \
+                         __LINE__, #cond);                                                         \
+            __builtin_trap();                                                                      \
+        }                                                                                          \
     } while (false)
 
 constexpr std::string_view api_prefix = "/api";
@@ -88,7 +91,8 @@ bool climbs(std::string_view path) {
 }
 
 const proxy::upstream_target& upstream_with_base() {
-    static const proxy::upstream_target t = proxy::upstream_target::parse("https://api.example.com/v1/");
+    static const proxy::upstream_target t =
+        proxy::upstream_target::parse("https://api.example.com/v1/");
     return t;
 }
 
@@ -135,10 +139,14 @@ void check_rewrite(const http::fields& original, const proxy::request_rewrite& r
 
     // Hop-by-hop headers never reach the upstream...
     constexpr std::array hop_by_hop = {
-        http::field::connection,         http::field::keep_alive,
-        http::field::proxy_connection,   http::field::te,
-        http::field::trailer,            http::field::transfer_encoding,
-        http::field::upgrade,            http::field::proxy_authorization,
+        http::field::connection,
+        http::field::keep_alive,
+        http::field::proxy_connection,
+        http::field::te,
+        http::field::trailer,
+        http::field::transfer_encoding,
+        http::field::upgrade,
+        http::field::proxy_authorization,
         http::field::proxy_authenticate,
     };
     for (auto f : hop_by_hop)

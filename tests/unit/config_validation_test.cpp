@@ -212,3 +212,11 @@ TEST(ConfigValidation, FaultSettingsComeFromTheEnvironment) {
     env["FALLBACK_INSTANCES"] = "0";
     EXPECT_NE(error_of(env).find("FALLBACK_INSTANCES"), std::string::npos);
 }
+
+TEST(ConfigValidation, OutOfRangeNumbersAreConfigErrorsNotCrashes) {
+    // Found by fuzz_config: 1e999 made nlohmann throw out_of_range, which escaped.
+    auto msg = error_of(minimal_env(), R"({"rate_limit": {"burst": 1e999}})");
+    EXPECT_FALSE(msg.empty());
+    msg = error_of(minimal_env(), R"({"server": {"threads": 99999999999999999999999}})");
+    EXPECT_FALSE(msg.empty());
+}
