@@ -24,7 +24,12 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 cd "$RLP_ROOT" || exit 1
 
 CTEST_ARGS=("$@")
-RLP_TSAN_TESTS="${RLP_TSAN_TESTS:-^(MultiInstanceTest|RateLimitTest|StreamingTest|ShutdownTest|RedisConnectionTest)\.}"
+# TSan: the tests where threads meet (worker threads sharing limits, tokens and breakers while
+# Redis comes and goes, the upstream pool, TLS, streaming, shutdown, many connections). Not the
+# 10000-idle-connections test: it bounds the daemon's RSS, which TSan's shadow memory multiplies.
+RLP_TSAN_DEFAULT='^(MultiInstanceTest|RateLimitTest|StreamingTest|ShutdownTest|RedisConnectionTest|RedisFaultTest|RedisFaultUnderLoadTest|FailClosedTest|UpstreamConnectionTest|TlsUpstreamTest|HostileClientTest)\.'
+RLP_TSAN_DEFAULT+='|^ConnectionLimitTest\.(RefusesConnectionsBeyondMaxConnections|GivesEveryDescriptorBackAfterLoad)$'
+RLP_TSAN_TESTS="${RLP_TSAN_TESTS:-$RLP_TSAN_DEFAULT}"
 if [[ "${RLP_SKIP_SANITIZERS:-}" == 1 ]]; then
     RLP_SKIP_ASAN=1 RLP_SKIP_TSAN=1
 fi
