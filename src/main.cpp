@@ -101,9 +101,8 @@ int main(int argc, char** argv) {
     }
     if (check_only) {
         std::cout << "configuration ok: upstream " << settings.upstream.url << ", "
-                  << settings.rate_limit.requests_per_minute << " requests/minute, burst "
-                  << settings.effective_burst() << ", listening on " << settings.server.bind_address
-                  << "\n";
+                  << settings.policies.size() << " polic" << (settings.policies.size() == 1 ? "y" : "ies")
+                  << ", listening on " << settings.server.bind_address << "\n";
         return 0;
     }
 
@@ -113,7 +112,10 @@ int main(int argc, char** argv) {
     setup_logging(settings.log_level);
     int code = 1;
     try {
-        ratelimit_proxy::server::server daemon(settings);
+        // SIGHUP reads the same file and environment again.
+        ratelimit_proxy::server::server daemon(settings, [config_path] {
+            return config::load(config_path, config::process_environment());
+        });
         code = daemon.run();
     } catch (const std::exception& e) {
         spdlog::critical("fatal: {}", e.what());

@@ -2,7 +2,14 @@
 
 #include <openssl/crypto.h>
 
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
 #include <cstring>
+
+#include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/config/policy_json.hpp"
 
 namespace ratelimit_proxy::auth {
 
@@ -11,6 +18,19 @@ std::string now_epoch_millis() {
     using namespace std::chrono;
     return std::to_string(
         duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+std::shared_ptr<const limit::token_overrides> parse_overrides(const redis::reply& r,
+                                                             std::string_view id) {
+    if (r.type != redis::reply_type::string || r.str.empty())
+        return nullptr;
+    try {
+        return std::make_shared<const limit::token_overrides>(config::token_overrides_from_json(
+            nlohmann::json::parse(r.str), "overrides"));
+    } catch (const std::exception& e) {
+        // Written by the admin API, which validates: only a hand edit gets here.
+        spdlog::warn("token {}: ignoring unreadable overrides: {}", id, e.what());
+        return nullptr;
+    }
 }
 }  // namespace
 
@@ -36,6 +56,11 @@ void known_tokens::remember(const digest& d, const identity& who) {
 void known_tokens::forget(const digest& d) {
     std::lock_guard lock(mutex_);
     tokens_.erase(d);
+}
+
+void known_tokens::clear() {
+    std::lock_guard lock(mutex_);
+    tokens_.clear();
 }
 
 std::optional<identity> known_tokens::find(const digest& d) const {
@@ -103,14 +128,14 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
     if (!breaker_.allow())
         return unavailable(done);
     const std::string key = key_for(d);
-    const std::string_view args[] = {"HMGET", key, "digest", "tier"};
+    const std::string_view args[] = {"HMGET", key, "digest", "tier", "overrides"};
     conn_.command(args, [this, d, unavailable, done = std::move(done)](redis::outcome result,
                                                                        redis::reply&& r) {
         if (result != redis::outcome::ok) {
             breaker_.record_failure();
             return unavailable(done);
         }
-        if (r.type != redis::reply_type::array || r.elements.size() != 2) {
+        if (r.type != redis::reply_type::array || r.elements.size() != 3) {
             breaker_.record_failure();  // an error reply: Redis cannot serve us now
             return unavailable(done);
         }
@@ -126,26 +151,34 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
         }
         identity who;
         who.id = expected.substr(0, 16);
-        if (r.elements[1].type == redis::reply_type::string && !r.elements[1].str.empty())
+        if (r.elements[1].type == redis::reply_type::string)
             who.tier = r.elements[1].str;
+        who.overrides = parse_overrides(r.elements[2], who.id);
         remember(d, who);
+        // "Last seen" for the admin API, as precise as the cache TTL: written on a lookup,
+        // not on every request.
+        const std::string now = now_epoch_millis();
+        const std::string hash_key = key_for(d);
+        const std::string_view touch[] = {"HSET", hash_key, "last_seen", now};
+        conn_.command(touch, [](redis::outcome, redis::reply&&) {});
         done(lookup_result{lookup_status::found, std::move(who)});
     });
 }
 
-void token_store::issue(std::function<void(std::optional<std::string>)> done) {
+void token_store::issue(const std::string& tier,
+                        std::function<void(std::optional<std::string>)> done) {
     std::string token = generate_token();
     const digest d = sha256(token);
     const std::string key = key_for(d);
     const std::string hex = to_hex(d);
     const std::string created = now_epoch_millis();
     const std::string_view args[] = {"HSET", key,       "digest",     hex,
-                                     "tier", "default", "created_at", created};
+                                     "tier", tier,      "created_at", created};
     if (!breaker_.allow()) {
         done(std::nullopt);
         return;
     }
-    conn_.command(args, [this, d, token = std::move(token), done = std::move(done)](
+    conn_.command(args, [this, d, tier, token = std::move(token), done = std::move(done)](
                             redis::outcome result, redis::reply&& r) mutable {
         if (result != redis::outcome::ok || r.type == redis::reply_type::error) {
             breaker_.record_failure();
@@ -156,6 +189,7 @@ void token_store::issue(std::function<void(std::optional<std::string>)> done) {
         // The client uses a new token right away: spare that first request a lookup.
         identity who;
         who.id = to_hex(d).substr(0, 16);
+        who.tier = tier;
         remember(d, who);
         done(std::move(token));
     });

@@ -3,6 +3,8 @@
 #include <boost/url/parse.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -10,11 +12,15 @@
 #include <functional>
 #include <sstream>
 
+#include "json_reader.hpp"
+#include "ratelimit_proxy/config/policy_json.hpp"
+#include "ratelimit_proxy/proxy/cidr.hpp"
+
 namespace ratelimit_proxy::config {
 
 namespace {
 
-using json = nlohmann::json;
+using namespace detail;
 
 const char* const known_variables[] = {
     "TARGET_API_URL",
@@ -31,82 +37,15 @@ const char* const known_variables[] = {
     "REDIS_TIMEOUT_MS",
     "FALLBACK_INSTANCES",
     "FAIL_CLOSED",
+    "DEFAULT_TIER",
+    "SHADOW_MODE",
+    "REGISTRATION_MODE",
+    "REGISTRATION_SECRET",
+    "TRUSTED_PROXIES",
+    "ADMIN_BIND_ADDRESS",
+    "ADMIN_TOKEN",
+    "STORE",
 };
-
-// Reads one JSON object, each known member through its setter; anything else is an error
-// so that a typo in a field name never passes silently.
-class object_reader {
-  public:
-    object_reader(const json& j, std::string path) : j_(j), path_(std::move(path)) {
-        if (!j_.is_object())
-            throw config_error(path_.empty() ? "config" : path_, "expected an object");
-    }
-
-    template <class F>
-    object_reader& field(const std::string& name, F&& set) {
-        seen_.push_back(name);
-        if (auto it = j_.find(name); it != j_.end())
-            set(*it, qualified(name));
-        return *this;
-    }
-
-    void reject_unknown() const {
-        for (auto it = j_.begin(); it != j_.end(); ++it) {
-            if (std::find(seen_.begin(), seen_.end(), it.key()) == seen_.end())
-                throw config_error(qualified(it.key()), "unknown field");
-        }
-    }
-
-    std::string qualified(const std::string& name) const {
-        return path_.empty() ? name : path_ + "." + name;
-    }
-
-  private:
-    const json& j_;
-    std::string path_;
-    std::vector<std::string> seen_;
-};
-
-auto string_into(std::string& out) {
-    return [&out](const json& v, const std::string& field) {
-        if (!v.is_string())
-            throw config_error(field, "expected a string");
-        out = v.get<std::string>();
-    };
-}
-
-auto bool_into(bool& out) {
-    return [&out](const json& v, const std::string& field) {
-        if (!v.is_boolean())
-            throw config_error(field, "expected true or false");
-        out = v.get<bool>();
-    };
-}
-
-template <class T>
-auto unsigned_into(T& out) {
-    return [&out](const json& v, const std::string& field) {
-        if (!v.is_number_integer() || v.get<long long>() < 0)
-            throw config_error(field, "expected a non-negative integer");
-        out = static_cast<T>(v.get<unsigned long long>());
-    };
-}
-
-auto millis_into(milliseconds& out) {
-    return [&out](const json& v, const std::string& field) {
-        if (!v.is_number_integer() || v.get<long long>() <= 0)
-            throw config_error(field, "expected a positive integer (milliseconds)");
-        out = milliseconds(v.get<long long>());
-    };
-}
-
-auto positive_number_into(double& out) {
-    return [&out](const json& v, const std::string& field) {
-        if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>()))
-            throw config_error(field, "expected a positive number");
-        out = v.get<double>();
-    };
-}
 
 double parse_positive_number(const std::string& field, const std::string& text) {
     errno = 0;
@@ -162,6 +101,35 @@ void validate_bind_address(const std::string& field, const std::string& address)
         throw config_error(field, "invalid port in \"" + address + "\"");
 }
 
+// "a, b,,c" -> {"a", "b", "c"}
+std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> out;
+    std::stringstream in(text);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+        auto first = item.find_first_not_of(" \t");
+        if (first == std::string::npos)
+            continue;
+        auto last = item.find_last_not_of(" \t");
+        out.push_back(item.substr(first, last - first + 1));
+    }
+    return out;
+}
+
+// The environment variable behind a JSON field the rule set names, so that the message
+// says what the user actually set.
+std::string with_variable(const std::string& field) {
+    static const std::pair<const char*, const char*> variables[] = {
+        {"default_tier", "DEFAULT_TIER"},
+        {"registration.mode", "REGISTRATION_MODE"},
+        {"registration.secret", "REGISTRATION_SECRET"},
+    };
+    for (const auto& [json_field, variable] : variables)
+        if (field == json_field)
+            return std::string(variable) + " (" + field + ")";
+    return field;
+}
+
 bool is_valid_header_name(const std::string& name) {
     if (name.empty())
         return false;
@@ -193,75 +161,123 @@ settings parse_json(const std::string& json_text, const std::string& origin) {
     }
     settings s;
     object_reader top(root, "");
-    top.field("upstream",
-              [&](const json& v, const std::string& path) {
-                  auto& u = s.upstream;
-                  object_reader r(v, path);
-                  r.field("url", string_into(u.url))
-                      .field("api_key", string_into(u.api_key))
-                      .field("api_key_header", string_into(u.api_key_header))
-                      .field("api_key_format", string_into(u.api_key_format))
-                      .field("ca_file", string_into(u.ca_file))
-                      .field("verify_tls", bool_into(u.verify_tls))
-                      .field("connect_timeout_ms", millis_into(u.connect_timeout))
-                      .field("response_timeout_ms", millis_into(u.response_timeout))
-                      .field("idle_timeout_ms", millis_into(u.idle_timeout))
-                      .field("max_idle_connections", unsigned_into(u.max_idle_connections))
-                      .field("pool_idle_timeout_ms", millis_into(u.pool_idle_timeout));
-                  r.reject_unknown();
-              })
-        .field("rate_limit",
-               [&](const json& v, const std::string& path) {
-                   object_reader r(v, path);
-                   r.field("requests_per_minute",
-                           positive_number_into(s.rate_limit.requests_per_minute))
-                       .field("burst",
-                              [&](const json& v, const std::string& field) {
-                                  // 0 keeps the default: the same as requests_per_minute.
-                                  if (!v.is_number() || !(v.get<double>() >= 0) ||
-                                      !std::isfinite(v.get<double>()))
-                                      throw config_error(field, "expected a non-negative number");
-                                  s.rate_limit.burst = v.get<double>();
-                              })
-                       .field("fallback_instances", unsigned_into(s.rate_limit.fallback_instances))
-                       .field("fail_closed", bool_into(s.rate_limit.fail_closed));
-                   r.reject_unknown();
+    top.section("upstream",
+                [&u = s.upstream](object_reader& r) {
+                    r.field("url", string_into(u.url))
+                        .field("api_key", string_into(u.api_key))
+                        .field("api_key_header", string_into(u.api_key_header))
+                        .field("api_key_format", string_into(u.api_key_format))
+                        .field("ca_file", string_into(u.ca_file))
+                        .field("verify_tls", bool_into(u.verify_tls))
+                        .field("connect_timeout_ms", millis_into(u.connect_timeout))
+                        .field("response_timeout_ms", millis_into(u.response_timeout))
+                        .field("idle_timeout_ms", millis_into(u.idle_timeout))
+                        .field("max_idle_connections", unsigned_into(u.max_idle_connections))
+                        .field("pool_idle_timeout_ms", millis_into(u.pool_idle_timeout));
+                })
+        .section("rate_limit",
+                 [&rl = s.rate_limit](object_reader& r) {
+                     r.field("requests_per_minute", positive_number_into(rl.requests_per_minute))
+                         .field("burst",
+                                [&](const json& v, const std::string& field) {
+                                    // 0 keeps the default: the same as requests_per_minute.
+                                    double d =
+                                        finite_number(v, field, "expected a non-negative number");
+                                    if (!(d >= 0))
+                                        throw config_error(field, "expected a non-negative number");
+                                    rl.burst = d;
+                                })
+                         .field("fallback_instances", unsigned_into(rl.fallback_instances))
+                         .field("fail_closed", bool_into(rl.fail_closed));
+                 })
+        .section("redis",
+                 [&rd = s.redis](object_reader& r) {
+                     r.field("url", string_into(rd.url))
+                         .field("command_timeout_ms", millis_into(rd.command_timeout))
+                         .field("connect_timeout_ms", millis_into(rd.connect_timeout))
+                         .field("breaker_failures", unsigned_into(rd.breaker_failures))
+                         .field("breaker_probe_interval_ms", millis_into(rd.breaker_probe_interval))
+                         .field("key_prefix", string_into(rd.key_prefix));
+                 })
+        .section("server",
+                 [&sv = s.server](object_reader& r) {
+                     r.field("bind_address", string_into(sv.bind_address))
+                         .field("threads", unsigned_into(sv.threads))
+                         .field("header_timeout_ms", millis_into(sv.header_timeout))
+                         .field("idle_timeout_ms", millis_into(sv.idle_timeout))
+                         .field("max_header_bytes", unsigned_into(sv.max_header_bytes))
+                         .field("max_body_bytes", unsigned_into(sv.max_body_bytes))
+                         .field("shutdown_timeout_ms", millis_into(sv.shutdown_timeout))
+                         .field("max_connections", unsigned_into(sv.max_connections))
+                         .field("api_prefix", string_into(sv.api_prefix))
+                         .field("trusted_proxies", string_list_into(sv.trusted_proxies));
+                 })
+        .section("auth",
+                 [&a = s.auth](object_reader& r) {
+                     r.field("token_cache_ttl_ms", millis_into(a.token_cache_ttl))
+                         .field("token_cache_size", unsigned_into(a.token_cache_size));
+                 })
+        .section("admin",
+                 [&a = s.admin](object_reader& r) {
+                     r.field("bind_address", string_into(a.bind_address))
+                         .field("token", string_into(a.token));
+                 })
+        .section("load_aware",
+                 [&la = s.load_aware](object_reader& r) {
+                     auto fraction_into = [](double& out) {
+                         return [&out](const json& v, const std::string& field) {
+                             out = finite_number(v, field, "expected a number between 0 and 1");
+                         };
+                     };
+                     r.field("enabled", bool_into(la.enabled))
+                         .field("error_rate", fraction_into(la.error_rate))
+                         .field("latency_ms", millis_into(la.latency, /*allow_zero=*/true))
+                         .field("window_ms", millis_into(la.window))
+                         .field("min_requests", unsigned_into(la.min_requests))
+                         .field("scale", fraction_into(la.scale));
+                 })
+        .field("log_level", string_into(s.log_level))
+        .field("store", string_into(s.store))
+        .field("policies",
+               [&](const json& v, const std::string& field) {
+                   if (!v.is_array())
+                       throw config_error(field, "expected an array of policy objects");
+                   for (std::size_t i = 0; i < v.size(); ++i) {
+                       // Named by the policy's name when it has a usable one: "policies.daily".
+                       const json* name =
+                           v[i].is_object() && v[i].contains("name") ? &v[i]["name"] : nullptr;
+                       const bool named = name && name->is_string() &&
+                                          is_valid_name(name->get_ref<const std::string&>());
+                       const std::string path =
+                           named ? field + "." + name->get<std::string>() : indexed(field, i);
+                       auto p = policy_from_json(v[i], path);
+                       if (p.name.empty())
+                           throw config_error(path + ".name", "is required");
+                       s.policies.push_back(std::move(p));
+                   }
                })
-        .field("redis",
-               [&](const json& v, const std::string& path) {
-                   auto& rd = s.redis;
-                   object_reader r(v, path);
-                   r.field("url", string_into(rd.url))
-                       .field("command_timeout_ms", millis_into(rd.command_timeout))
-                       .field("connect_timeout_ms", millis_into(rd.connect_timeout))
-                       .field("breaker_failures", unsigned_into(rd.breaker_failures))
-                       .field("breaker_probe_interval_ms", millis_into(rd.breaker_probe_interval))
-                       .field("key_prefix", string_into(rd.key_prefix));
-                   r.reject_unknown();
+        .field(
+            "tiers",
+            [&](const json& v, const std::string& field) {
+                if (!v.is_object())
+                    throw config_error(field,
+                                       "expected an object: tier name -> {\"policies\": [...]}");
+                for (auto it = v.begin(); it != v.end(); ++it)
+                    s.tiers.push_back(tier_from_json(it.key(), it.value(), field + "." + it.key()));
+            })
+        .field("default_tier", string_into(s.default_tier))
+        .field("bypass",
+               [&](const json& v, const std::string& field) {
+                   s.bypass = access_list_from_json(v, field);
                })
-        .field("server",
-               [&](const json& v, const std::string& path) {
-                   auto& sv = s.server;
-                   object_reader r(v, path);
-                   r.field("bind_address", string_into(sv.bind_address))
-                       .field("threads", unsigned_into(sv.threads))
-                       .field("header_timeout_ms", millis_into(sv.header_timeout))
-                       .field("idle_timeout_ms", millis_into(sv.idle_timeout))
-                       .field("max_header_bytes", unsigned_into(sv.max_header_bytes))
-                       .field("max_body_bytes", unsigned_into(sv.max_body_bytes))
-                       .field("shutdown_timeout_ms", millis_into(sv.shutdown_timeout))
-                       .field("max_connections", unsigned_into(sv.max_connections))
-                       .field("api_prefix", string_into(sv.api_prefix));
-                   r.reject_unknown();
+        .field("block",
+               [&](const json& v, const std::string& field) {
+                   s.block = access_list_from_json(v, field);
                })
-        .field("auth",
-               [&](const json& v, const std::string& path) {
-                   object_reader r(v, path);
-                   r.field("token_cache_ttl_ms", millis_into(s.auth.token_cache_ttl))
-                       .field("token_cache_size", unsigned_into(s.auth.token_cache_size));
-                   r.reject_unknown();
-               })
-        .field("log_level", string_into(s.log_level));
+        .field("shadow_mode", bool_into(s.shadow_mode))
+        .field("registration", [&](const json& v, const std::string& field) {
+            s.registration = registration_from_json(v, field);
+        });
     top.reject_unknown();
     return s;
 }
@@ -299,6 +315,27 @@ void apply_environment(settings& s, const environment& env) {
         s.rate_limit.fail_closed = parse_bool("FAIL_CLOSED", *v);
     if (auto v = get("LOG_LEVEL"))
         s.log_level = *v;
+    if (auto v = get("DEFAULT_TIER"))
+        s.default_tier = *v;
+    if (auto v = get("SHADOW_MODE"))
+        s.shadow_mode = parse_bool("SHADOW_MODE", *v);
+    if (auto v = get("REGISTRATION_MODE")) {
+        auto mode = limit::registration_mode_from(*v);
+        if (!mode)
+            throw config_error("REGISTRATION_MODE",
+                               "expected open, secret or closed, got \"" + *v + "\"");
+        s.registration.mode = *mode;
+    }
+    if (auto v = get("REGISTRATION_SECRET"))
+        s.registration.secret = *v;
+    if (auto v = get("TRUSTED_PROXIES"))
+        s.server.trusted_proxies = split_list(*v);
+    if (auto v = get("ADMIN_BIND_ADDRESS"))
+        s.admin.bind_address = *v;
+    if (auto v = get("ADMIN_TOKEN"))
+        s.admin.token = *v;
+    if (auto v = get("STORE"))
+        s.store = *v;
 }
 
 void validate(const settings& s) {
@@ -347,12 +384,66 @@ void validate(const settings& s) {
     if (s.redis.key_prefix.empty() ||
         s.redis.key_prefix.find_first_of("{} \r\n") != std::string::npos)
         throw config_error("redis.key_prefix", "must be non-empty without braces or spaces");
+    if (s.store != "redis" && s.store != "memory")
+        throw config_error("STORE (store)", "expected redis or memory, got \"" + s.store + "\"");
+    {
+        proxy::cidr_set probe;
+        for (const auto& cidr : s.server.trusted_proxies) {
+            try {
+                probe.add(cidr);
+            } catch (const std::invalid_argument& e) {
+                throw config_error("TRUSTED_PROXIES (server.trusted_proxies)", e.what());
+            }
+        }
+    }
+    validate_bind_address("ADMIN_BIND_ADDRESS (admin.bind_address)", s.admin.bind_address);
+    if (!s.admin.token.empty()) {
+        // It guards changing every limit: nothing guessable.
+        if (s.admin.token.size() < 16)
+            throw config_error("ADMIN_TOKEN (admin.token)", "must be at least 16 characters");
+        for (unsigned char c : s.admin.token)
+            if (c <= 0x20 || c == 0x7F)
+                throw config_error("ADMIN_TOKEN (admin.token)",
+                                   "must not contain spaces or control characters");
+        if (s.admin.bind_address == s.server.bind_address)
+            throw config_error("ADMIN_BIND_ADDRESS (admin.bind_address)",
+                               "must differ from BIND_ADDRESS (server.bind_address)");
+    }
+    const auto& la = s.load_aware;
+    if (!(la.error_rate > 0 && la.error_rate <= 1))
+        throw config_error("load_aware.error_rate", "must be greater than 0 and at most 1");
+    if (!(la.scale > 0 && la.scale < 1))
+        throw config_error("load_aware.scale", "must be between 0 and 1 (exclusive)");
+    if (la.min_requests == 0)
+        throw config_error("load_aware.min_requests", "must be at least 1");
+    if (la.window.count() <= 0)
+        throw config_error("load_aware.window_ms", "must be at least 1");
+    if (la.latency.count() < 0)
+        throw config_error("load_aware.latency_ms", "must not be negative");
     static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
     if (std::find(std::begin(levels), std::end(levels), s.log_level) == std::end(levels))
         throw config_error("LOG_LEVEL (log_level)",
                            "expected one of trace, debug, info, warn, error, "
                            "critical, off; got \"" +
                                s.log_level + "\"");
+    // Tiers naming missing policies, bad CIDRs and the like: start-up errors, not surprises.
+    try {
+        limit::build_rule_set(s, nlohmann::json());
+    } catch (const config_error& e) {
+        const std::string prefix = e.field() + ": ";
+        throw config_error(with_variable(e.field()), std::string(e.what()).substr(prefix.size()));
+    }
+}
+
+limit::policy default_policy(const settings& s) {
+    limit::policy p;
+    p.name = "default";
+    p.algo = limit::algorithm::token_bucket;
+    p.key = limit::key_kind::token;
+    p.numbers.limit = s.rate_limit.requests_per_minute;
+    p.numbers.window_seconds = 60;
+    p.numbers.burst = s.effective_burst();
+    return p;
 }
 
 settings load(const std::optional<std::string>& file_path, const environment& env) {
@@ -366,6 +457,8 @@ settings load(const std::optional<std::string>& file_path, const environment& en
         s = parse_json(text.str(), *file_path);
     }
     apply_environment(s, env);
+    if (s.policies.empty())
+        s.policies.push_back(default_policy(s));
     validate(s);
     return s;
 }

@@ -1,6 +1,7 @@
 #include "ratelimit_proxy/limit/rate_limit_headers.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -14,24 +15,44 @@ std::int64_t ceil_seconds(double s) {
         return 0;
     return static_cast<std::int64_t>(std::ceil(s - 1e-6));
 }
+
+std::int64_t quota_of(const policy_result& r) {
+    return static_cast<std::int64_t>(std::floor(r.quota + 1e-9));
+}
+
+void append_number(std::string& out, std::int64_t v) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, end);
+}
 }  // namespace
 
 rate_limit_headers make_headers(const decision& d) {
     rate_limit_headers h;
-    const policy& p = *d.applied;
-    const auto quota = static_cast<std::int64_t>(std::floor(p.capacity));
-    const auto remaining = std::clamp<std::int64_t>(d.remaining, 0, quota);
+    if (d.tightest < 0)
+        return h;
+    const auto& t = d.results[static_cast<std::size_t>(d.tightest)];
+    const auto quota = quota_of(t);
+    const auto remaining = std::clamp<std::int64_t>(t.remaining, 0, quota);
     // A denied client reads Reset and Retry-After together: both say when to come back, so
     // Retry-After is never earlier than the reset the client is shown.
-    const auto retry_after = std::max<std::int64_t>(1, ceil_seconds(d.retry_after_seconds));
-    const auto reset = d.allowed ? ceil_seconds(d.reset_seconds) : retry_after;
-    const auto window = std::max<std::int64_t>(1, ceil_seconds(p.window_seconds()));
+    const auto retry_after = std::max<std::int64_t>(1, ceil_seconds(t.retry_after_seconds));
+    const auto reset = d.allowed ? ceil_seconds(t.reset_seconds) : retry_after;
 
     h.limit = std::to_string(quota);
     h.remaining = std::to_string(remaining);
     h.reset = std::to_string(reset);
-    h.policy = "\"" + p.name + "\";q=" + h.limit + ";w=" + std::to_string(window);
-    h.rate_limit = "\"" + p.name + "\";r=" + h.remaining + ";t=" + h.reset;
+    for (const auto& r : d.results) {
+        if (r.shadow)
+            continue;
+        if (!h.policy.empty())
+            h.policy.append(", ");
+        h.policy.append("\"").append(r.source->name).append("\";q=");
+        append_number(h.policy, quota_of(r));
+        h.policy.append(";w=");
+        append_number(h.policy, std::max<std::int64_t>(1, ceil_seconds(r.window_seconds)));
+    }
+    h.rate_limit = "\"" + t.source->name + "\";r=" + h.remaining + ";t=" + h.reset;
     if (!d.allowed)
         h.retry_after = std::to_string(retry_after);
     return h;

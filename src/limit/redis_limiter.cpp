@@ -5,13 +5,15 @@
 #include <charconv>
 #include <cstdlib>
 
+#include "ratelimit_proxy/limit/policy_script.hpp"
+
 namespace ratelimit_proxy::limit {
 
 namespace {
-std::string number_arg(double v) {
+void number_into(std::string& out, double v) {
     char buf[64];
     auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    return std::string(buf, end);
+    out.assign(buf, end);
 }
 
 bool parse_double(const redis::reply& r, double& out) {
@@ -25,73 +27,116 @@ bool parse_double(const redis::reply& r, double& out) {
     out = std::strtod(r.str.c_str(), &end);
     return end == r.str.c_str() + r.str.size() && !r.str.empty();
 }
+
+policy_result result_shape(const check_item& item) {
+    policy_result r;
+    r.source = item.source;
+    r.shadow = item.shadow;
+    const limits& n = item.numbers;
+    if (item.source->algo == algorithm::token_bucket || item.source->algo == algorithm::gcra) {
+        r.quota = n.capacity();
+        r.window_seconds = n.capacity() / n.rate_per_second();
+    } else {
+        r.quota = n.limit;
+        r.window_seconds = n.calendar_month ? 30 * 86400.0 : n.window_seconds;
+    }
+    return r;
+}
 }  // namespace
 
-redis_limiter::redis_limiter(redis::connection& conn, const redis::script& script, const policy& p,
-                             std::string key_prefix, redis::circuit_breaker& breaker,
-                             shared_memory_limiter& fallback, bool fail_closed)
+redis_limiter::redis_limiter(redis::connection& conn, const redis::script& script,
+                             redis::circuit_breaker& breaker, shared_memory_store& fallback,
+                             unsigned fallback_instances, bool fail_closed)
     : conn_(conn),
       script_(script),
-      policy_(p),
-      key_prefix_(std::move(key_prefix)),
-      rate_arg_(number_arg(p.rate_per_second)),
-      capacity_arg_(number_arg(p.capacity)),
       breaker_(breaker),
       fallback_(fallback),
+      fallback_share_(1.0 / std::max(1u, fallback_instances)),
       fail_closed_(fail_closed) {}
 
-decision redis_limiter::decide_without_redis(std::string_view bucket_id, std::uint32_t cost) {
-    if (fail_closed_) {
+decision redis_limiter::decide_without_redis(std::span<const check_item> items) {
+    bool closed = false;
+    for (const auto& item : items)
+        closed = closed || (!item.shadow && item.source->fail_closed.value_or(fail_closed_));
+    if (closed) {
         decision d;
-        d.applied = &policy_;
+        d.allowed = false;
         d.store_unavailable = true;
-        d.retry_after_seconds = 1;
         return d;
     }
-    decision d = fallback_.check_now(bucket_id, cost);
+    // Each instance holds its share of every limit, so the fleet together stays near it.
+    std::vector<check_item> local(items.begin(), items.end());
+    for (auto& item : local) {
+        item.numbers.limit *= fallback_share_;
+        if (item.numbers.burst > 0)
+            item.numbers.burst = std::max(1.0, item.numbers.burst * fallback_share_);
+        if (item.source->algo != algorithm::token_bucket && item.source->algo != algorithm::gcra)
+            item.numbers.limit = std::max(1.0, item.numbers.limit);
+    }
+    decision d = fallback_.check(local);
     d.decided_locally = true;
     return d;
 }
 
-bool redis_limiter::parse_reply(const redis::reply& r, const policy& p, decision& out) {
-    if (r.type != redis::reply_type::array || r.elements.size() != 4)
-        return false;
+bool redis_limiter::parse_reply(const redis::reply& r, std::span<const check_item> items,
+                                decision& out) {
     const auto& e = r.elements;
-    if (e[0].type != redis::reply_type::integer || e[1].type != redis::reply_type::integer)
+    if (r.type != redis::reply_type::array || e.size() != 1 + 4 * items.size() ||
+        e[0].type != redis::reply_type::integer)
         return false;
-    double reset = 0, retry = 0;
-    if (!parse_double(e[2], reset) || !parse_double(e[3], retry))
-        return false;
+    out.results.clear();
+    out.results.reserve(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        const auto* f = &e[1 + 4 * i];
+        policy_result res = result_shape(items[i]);
+        if (f[0].type != redis::reply_type::integer || f[1].type != redis::reply_type::integer ||
+            !parse_double(f[2], res.reset_seconds) || !parse_double(f[3], res.retry_after_seconds))
+            return false;
+        res.allowed = f[0].integer == 1;
+        res.remaining = f[1].integer;
+        out.results.push_back(res);
+    }
     out.allowed = e[0].integer == 1;
-    out.remaining = e[1].integer;
-    out.reset_seconds = reset;
-    out.retry_after_seconds = retry;
-    out.applied = &p;
+    out.choose_tightest();
     return true;
 }
 
-void redis_limiter::check(std::string_view bucket_id, std::uint32_t cost, decision_handler done) {
-    if (!breaker_.allow()) {
-        done(decide_without_redis(bucket_id, cost));
+void redis_limiter::check(std::span<const check_item> items, decision_handler done) {
+    if (items.empty()) {
+        done(decision{});
         return;
     }
-    // The hash tag keeps every key of one bucket in one Redis Cluster slot.
-    std::string key;
-    key.reserve(key_prefix_.size() + policy_.name.size() + bucket_id.size() + 8);
-    key.append(key_prefix_).append(":tb:").append(policy_.name).append(":{");
-    key.append(bucket_id).append("}");
-    char cost_buf[16];
-    auto [cost_end, ec] = std::to_chars(cost_buf, cost_buf + sizeof cost_buf, cost);
-    const std::string_view keys[] = {key};
-    const std::string_view args[] = {rate_arg_, capacity_arg_,
-                                     std::string_view(cost_buf, cost_end - cost_buf)};
-    script_.run(conn_, keys, args,
-                [this, id = std::string(bucket_id), cost, done = std::move(done)](
-                    redis::outcome result, redis::reply&& r) {
+    if (!breaker_.allow()) {
+        done(decide_without_redis(items));
+        return;
+    }
+    const std::size_t fields = policy_script::fields_per_item;
+    arg_storage_.resize(2 + fields * items.size());
+    arg_storage_[0].clear();  // Redis's clock
+    arg_storage_[1] = std::to_string(items.size());
+    keys_.clear();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        const auto& item = items[i];
+        keys_.push_back(item.key);
+        std::string* f = &arg_storage_[2 + fields * i];
+        f[0] = policy_script::algorithm_code(item.source->algo);
+        number_into(f[1], item.numbers.limit);
+        number_into(f[2], item.numbers.window_seconds);
+        number_into(f[3], item.numbers.burst);
+        f[4] = std::to_string(item.cost);
+        f[5].clear();
+        if (item.shadow)
+            f[5].push_back('s');
+        if (item.numbers.calendar_month)
+            f[5].push_back('m');
+    }
+    args_.assign(arg_storage_.begin(), arg_storage_.end());
+    script_.run(conn_, keys_, args_,
+                [this, items, done = std::move(done)](redis::outcome result, redis::reply&& r) {
                     decision d;
-                    if (result == redis::outcome::ok && parse_reply(r, policy_, d)) {
+                    if (result == redis::outcome::ok && parse_reply(r, items, d)) {
                         breaker_.record_success();
-                        done(d);
+                        done(std::move(d));
                         return;
                     }
                     // An error reply (OOM, READONLY replica, BUSY script...) counts as a
@@ -99,7 +144,7 @@ void redis_limiter::check(std::string_view bucket_id, std::uint32_t cost, decisi
                     if (result == redis::outcome::ok)
                         spdlog::error("rate limit script failed: {}", r.str);
                     breaker_.record_failure();
-                    done(decide_without_redis(id, cost));
+                    done(decide_without_redis(items));
                 });
 }
 

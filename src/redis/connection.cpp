@@ -101,6 +101,11 @@ endpoint parse_url(std::string_view url) {
         bad_url("IPvFuture host addresses are not supported");
     if (!u.encoded_host().empty())
         ep.host = u.host_address();
+    // A decoded %00 or newline would reach getaddrinfo and the logs as part of a host name.
+    for (const unsigned char c : ep.host) {
+        if (c < 0x21 || c == 0x7f)
+            bad_url("the host name contains a control character or space");
+    }
 
     if (u.has_port()) {
         auto text = u.port();

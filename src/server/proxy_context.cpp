@@ -33,25 +33,32 @@ std::unique_ptr<boost::asio::ssl::context> make_tls_context(const config::upstre
     }
     return ctx;
 }
+load_rule load_rule_from(const config::settings& s) {
+    load_rule r;
+    r.enabled = s.load_aware.enabled;
+    r.error_rate = s.load_aware.error_rate;
+    r.latency = s.load_aware.latency;
+    r.window = s.load_aware.window;
+    r.min_requests = s.load_aware.min_requests;
+    r.scale = s.load_aware.scale;
+    return r;
+}
 }  // namespace
 
-proxy_context::proxy_context(const config::settings& s)
+proxy_context::proxy_context(const config::settings& s, unsigned workers)
     : settings(s),
       upstream(proxy::upstream_target::parse(s.upstream.url)),
       redis_endpoint(redis::parse_url(s.redis.url)),
-      token_bucket(lua::token_bucket) {
+      policies(lua::policies) {
     rewrite.host_header = upstream.host_header;
     rewrite.key_header = s.upstream.api_key_header;
     rewrite.key_value = key_value(s.upstream);
-    policy.name = "default";
-    policy.rate_per_second = s.rate_limit.requests_per_minute / 60.0;
-    policy.capacity = s.effective_burst();
-    fallback_policy = policy;
-    const double share = s.rate_limit.fallback_instances;
-    fallback_policy.rate_per_second = policy.rate_per_second / share;
-    fallback_policy.capacity = std::max(1.0, policy.capacity / share);
-    fallback = std::make_unique<limit::shared_memory_limiter>(fallback_policy);
+    for (const auto& network : s.server.trusted_proxies)
+        trusted_proxies.add(network);
+    fallback = std::make_unique<limit::shared_memory_store>();
+    memory = std::make_unique<limit::shared_memory_store>();
     known = std::make_unique<auth::known_tokens>(s.auth.token_cache_size);
+    load = std::make_unique<load_monitor>(load_rule_from(s), workers);
     if (upstream.tls)
         tls = make_tls_context(s.upstream);
 }

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "ratelimit_proxy/admin/control_plane.hpp"
 #include "ratelimit_proxy/server/listener.hpp"
 #include "ratelimit_proxy/server/proxy_context.hpp"
 #include "ratelimit_proxy/server/worker.hpp"
@@ -36,10 +37,18 @@ tcp::endpoint parse_endpoint(const std::string& address) {
 }  // namespace
 
 struct server::impl {
-    explicit impl(const config::settings& s) : context(s) {}
+    impl(const config::settings& s, unsigned threads, std::function<config::settings()> reload)
+        : context(s, threads),
+          reload_file(std::move(reload)),
+          rules(control, s, [this](std::shared_ptr<const limit::rule_set> r) { publish(r); }),
+          admin(control, s, rules) {}
 
     proxy_context context;
-    asio::io_context control{1};  // signals and the shutdown clock, on the main thread
+    std::function<config::settings()> reload_file;
+    asio::io_context control{1};  // signals, the shutdown clock, rules and the admin API
+    admin::control_plane rules;
+    admin::admin_server admin;
+    asio::steady_timer load_timer{control};
     std::vector<std::unique_ptr<worker>> workers;
     std::vector<std::thread> threads;
     std::mutex accept_mutex;  // the listener is set by the main thread, stopped by a signal
@@ -64,7 +73,48 @@ struct server::impl {
         timer->async_wait([this, timer](boost::system::error_code) { wait_for_drain(timer); });
     }
 
+    // On the control thread: every worker swaps the new rules in on its own thread.
+    void publish(const std::shared_ptr<const limit::rule_set>& r) {
+        for (auto& w : workers)
+            asio::post(w->io(), [wp = w.get(), r] { wp->set_rules(r); });
+    }
+
+    void watch_load() {
+        if (!context.load->enabled())
+            return;
+        load_timer.expires_after(std::chrono::seconds(1));
+        load_timer.async_wait([this](boost::system::error_code ec) {
+            if (ec)
+                return;
+            context.load->evaluate(std::chrono::steady_clock::now());
+            watch_load();
+        });
+    }
+
+    void wait_for_hangup(asio::signal_set& hangup) {
+        hangup.async_wait([this, &hangup](boost::system::error_code ec, int) {
+            if (ec)
+                return;
+            if (reload_file) {
+                try {
+                    rules.reload_file(reload_file());
+                    spdlog::info("SIGHUP: configuration reloaded (policies, tiers, access lists, "
+                                 "registration; other settings need a restart)");
+                } catch (const config::config_error& e) {
+                    spdlog::error("SIGHUP: configuration not reloaded, the running one stays: {}",
+                                  e.what());
+                } catch (const std::exception& e) {
+                    spdlog::error("SIGHUP: configuration not reloaded: {}", e.what());
+                }
+            }
+            wait_for_hangup(hangup);
+        });
+    }
+
     void stop_workers() {
+        rules.stop();
+        admin.stop();
+        load_timer.cancel();
         for (auto& w : workers) {
             asio::post(w->io(), [wp = w.get()] {
                 wp->stop();
@@ -74,18 +124,25 @@ struct server::impl {
     }
 };
 
-server::server(const config::settings& settings) : impl_(std::make_unique<impl>(settings)) {}
+namespace {
+unsigned thread_count(const config::settings& s) {
+    unsigned threads = s.server.threads ? s.server.threads : std::thread::hardware_concurrency();
+    return threads == 0 ? 1 : threads;
+}
+}  // namespace
+
+server::server(const config::settings& settings, std::function<config::settings()> reload)
+    : impl_(std::make_unique<impl>(settings, thread_count(settings), std::move(reload))) {}
 
 server::~server() = default;
 
 int server::run() {
     auto& s = impl_->context.settings;
-    unsigned threads = s.server.threads ? s.server.threads : std::thread::hardware_concurrency();
-    if (threads == 0)
-        threads = 1;
+    const unsigned threads = thread_count(s);
     std::vector<worker*> raw;
+    const auto initial_rules = impl_->rules.current();
     for (unsigned i = 0; i < threads; ++i) {
-        impl_->workers.push_back(std::make_unique<worker>(impl_->context, i));
+        impl_->workers.push_back(std::make_unique<worker>(impl_->context, i, initial_rules));
         raw.push_back(impl_->workers.back().get());
     }
 
@@ -107,8 +164,21 @@ int server::run() {
             std::chrono::steady_clock::now() + impl_->context.settings.server.shutdown_timeout;
         impl_->wait_for_drain(std::make_shared<asio::steady_timer>(impl_->control));
     });
+    asio::signal_set hangup(impl_->control, SIGHUP);
+    impl_->wait_for_hangup(hangup);
     auto control_guard = asio::make_work_guard(impl_->control);
     std::thread control_thread([this] { impl_->control.run(); });
+
+    // Posted, so they run on the control thread like everything else there.
+    asio::post(impl_->control, [this] {
+        impl_->rules.start();
+        impl_->watch_load();
+        try {
+            impl_->admin.start();
+        } catch (const std::exception& e) {
+            spdlog::critical("admin API: {}", e.what());
+        }
+    });
 
     std::atomic<unsigned> connected{0};
     for (auto& w : impl_->workers) {
@@ -144,13 +214,12 @@ int server::run() {
                 std::make_shared<listener>(raw.front()->io(), parse_endpoint(s.server.bind_address),
                                            raw, s.server.max_connections);
             asio::post(raw.front()->io(), [l = impl_->accept] { l->run(); });
-            spdlog::info(
-                "ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "
-                "{} requests/minute, burst {}",
-                RLP_VERSION, s.server.bind_address, threads,
-                impl_->context.upstream.tls ? "https" : "http", impl_->context.upstream.host_header,
-                impl_->context.upstream.base_path, s.rate_limit.requests_per_minute,
-                s.effective_burst());
+            spdlog::info("ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "
+                         "{} polic(ies), store {}",
+                         RLP_VERSION, s.server.bind_address, threads,
+                         impl_->context.upstream.tls ? "https" : "http",
+                         impl_->context.upstream.host_header, impl_->context.upstream.base_path,
+                         initial_rules->policies().size(), s.store);
         }
     } catch (const std::exception& e) {
         spdlog::critical("cannot listen on {}: {}", s.server.bind_address, e.what());

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "ratelimit_proxy/auth/token.hpp"
+#include "ratelimit_proxy/limit/rule_set.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
 #include "ratelimit_proxy/server/worker.hpp"
@@ -78,7 +79,9 @@ bool acceptable_framing(const http::request_header<>& req) {
 session::session(tcp::socket&& socket, worker& owner) : owner_(owner), stream_(std::move(socket)) {
     beast::error_code ec;
     auto peer = stream_.socket().remote_endpoint(ec);
-    client_address_ = ec ? "unknown" : peer.address().to_string();
+    if (!ec)
+        peer_address_ = peer.address();
+    client_address_ = ec ? "unknown" : peer_address_.to_string();
     stream_.socket().set_option(tcp::no_delay(true), ec);
     owner_.add(this);
 }
@@ -229,6 +232,22 @@ void session::on_read_header(beast::error_code ec) {
     client_version_ = req.version();
     request_has_body_ = !parser_->is_done();
     request_body_started_ = false;
+    rules_ = owner_.rules();
+    if (owner_.context().trusted_proxies.empty()) {
+        resolved_address_ = peer_address_;
+        resolved_client_ = client_address_;
+    } else {
+        std::string forwarded_for;
+        auto [first, last] = req.equal_range("X-Forwarded-For");
+        for (auto it = first; it != last; ++it) {
+            if (!forwarded_for.empty())
+                forwarded_for.push_back(',');
+            forwarded_for.append(it->value());
+        }
+        resolved_address_ = proxy::resolve_client_address(peer_address_, forwarded_for,
+                                                          owner_.context().trusted_proxies);
+        resolved_client_ = resolved_address_.to_string();
+    }
     if (!acceptable_framing(req)) {
         client_keep_alive_ = false;
         return send_local(http::status::bad_request, "bad_request",
@@ -260,6 +279,10 @@ void session::route() {
         if (req.method() != http::verb::post)
             return send_local(http::status::method_not_allowed, "method_not_allowed",
                               "use POST /register");
+        if (rules_->address_blocked(resolved_address_)) {
+            decision_label_ = "blocked";
+            return send_local(http::status::forbidden, "forbidden", "this client is blocked");
+        }
         return handle_register();
     }
     send_local(http::status::not_found, "not_found",
@@ -277,7 +300,48 @@ void session::handle_ready() {
 }
 
 void session::handle_register() {
-    owner_.tokens().issue([self = shared_from_this()](std::optional<std::string> token) {
+    const auto& reg = rules_->registration();
+    if (reg.mode == limit::registration_mode::closed) {
+        decision_label_ = "registration-closed";
+        return send_local(http::status::forbidden, "registration_closed",
+                          "registration is closed; ask the operator for a token");
+    }
+    if (reg.mode == limit::registration_mode::secret) {
+        const auto sent = parser_->get()["X-Registration-Secret"];
+        // Digests of both, so the comparison takes the same time whatever was sent.
+        if (sent.empty() ||
+            !auth::digests_equal(auth::sha256(std::string_view(sent.data(), sent.size())),
+                                 auth::sha256(reg.secret))) {
+            decision_label_ = "registration-refused";
+            return send_local(http::status::forbidden, "registration_refused",
+                              "registration needs the registration secret in "
+                              "X-Registration-Secret");
+        }
+    }
+    // Registration is limited per client address, like any other policy.
+    items_.clear();
+    add_check_item(owner_.register_policy(), 1.0);
+    owner_.limiter().check(items_, [self = shared_from_this()](limit::decision&& d) {
+        self->on_register_decision(std::move(d));
+    });
+}
+
+void session::on_register_decision(limit::decision&& d) {
+    if (closed_)
+        return;
+    if (!d.allowed) {
+        decision_label_ = "denied";
+        limit_headers_ = limit::make_headers(d);
+        if (d.store_unavailable)
+            return send_local(http::status::service_unavailable, "unavailable",
+                              "cannot store the token: Redis is unreachable");
+        return send_local(http::status::too_many_requests, "rate_limited",
+                          "too many registrations from this address; retry after " +
+                              limit_headers_->retry_after + " seconds");
+    }
+    limit_headers_.reset();
+    owner_.tokens().issue(rules_->default_tier(), [self = shared_from_this()](
+                                                      std::optional<std::string> token) {
         if (!token)
             return self->send_local(http::status::service_unavailable, "unavailable",
                                     "cannot store the token: Redis is unreachable");
@@ -291,6 +355,10 @@ void session::handle_api() {
     if (req.method() == http::verb::trace || req.method() == http::verb::connect)
         return send_local(http::status::method_not_allowed, "method_not_allowed",
                           "TRACE and CONNECT are not relayed");
+    if (rules_->address_blocked(resolved_address_)) {
+        decision_label_ = "blocked";
+        return send_local(http::status::forbidden, "forbidden", "this client is blocked");
+    }
     auto token = auth::bearer_token(req[http::field::authorization]);
     if (!token) {
         decision_label_ = "unauthenticated";
@@ -325,14 +393,81 @@ void session::on_lookup(const auth::lookup_result& result) {
 }
 
 void session::check_limit() {
-    owner_.limiter().check(identity_.id, 1, [self = shared_from_this()](const limit::decision& d) {
-        self->on_decision(d);
+    const auto& rules = *rules_;
+    switch (rules.classify(identity_.id, resolved_address_)) {
+        case limit::access::block:
+            decision_label_ = "blocked";
+            return send_local(http::status::forbidden, "forbidden", "this token is blocked");
+        case limit::access::bypass:
+            decision_label_ = "bypass";
+            return forward();
+        case limit::access::normal:
+            break;
+    }
+    const auto& emergency = rules.override_state();
+    if (emergency.block_all) {
+        decision_label_ = "emergency-block";
+        retry_after_ = "60";
+        return send_local(http::status::service_unavailable, "emergency_block",
+                          "the operator has paused all traffic; retry later");
+    }
+    selected_.clear();
+    rules.select(identity_.tier, method_, path_, selected_);
+    items_.clear();
+    const double scale = emergency.factor * owner_.context().load->factor();
+    for (const auto* p : selected_)
+        add_check_item(*p, scale);
+    if (items_.empty()) {
+        decision_label_ = "unlimited";
+        return forward();
+    }
+    owner_.limiter().check(items_, [self = shared_from_this()](limit::decision&& d) {
+        self->on_decision(std::move(d));
     });
 }
 
-void session::on_decision(const limit::decision& d) {
+void session::add_check_item(const limit::policy& p, double scale) {
+    auto& item = items_.emplace_back();
+    item.source = &p;
+    item.key = limit::bucket_key(
+        owner_.context().settings.redis.key_prefix, p.name,
+        limit::bucket_id(p.key, identity_.id, resolved_client_, method_, path_));
+    item.numbers = p.numbers;
+    if (identity_.overrides) {
+        if (auto it = identity_.overrides->find(p.name); it != identity_.overrides->end())
+            item.numbers = it->second.apply(item.numbers);
+    }
+    if (scale < 1) {
+        // Tighter, never looser: at least one request per window stays possible.
+        item.numbers.limit = std::max(1.0, item.numbers.limit * scale);
+        if (item.numbers.burst > 0)
+            item.numbers.burst = std::max(1.0, item.numbers.burst * scale);
+    }
+    item.cost = p.cost;
+    item.shadow = p.shadow || rules_->shadow_all();
+}
+
+void session::count_decision(const limit::decision& d) {
+    for (const auto& r : d.results) {
+        auto* counters = r.source->counters.get();
+        if (r.shadow && !r.allowed) {
+            // Shadow mode: what enforcement would have done, for the operator only.
+            spdlog::info("shadow: policy \"{}\" would deny {} {} (token {}, client {})",
+                         r.source->name, method_, path_,
+                         identity_.id.empty() ? "-" : identity_.id.substr(0, 8), resolved_client_);
+            if (counters)
+                counters->shadow_denied.fetch_add(1, std::memory_order_relaxed);
+        } else if (counters) {
+            (r.allowed ? counters->allowed : counters->denied)
+                .fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+}
+
+void session::on_decision(limit::decision&& d) {
     if (closed_)
         return;
+    count_decision(d);
     if (d.store_unavailable) {
         decision_label_ = "unavailable";
         limit_headers_.reset();
@@ -341,7 +476,12 @@ void session::on_decision(const limit::decision& d) {
                           "the rate limit cannot be checked now (Redis is unreachable) and this "
                           "limit fails closed; retry shortly");
     }
-    limit_headers_ = limit::make_headers(d);
+    auto headers = limit::make_headers(d);
+    if (headers.empty()) {
+        limit_headers_.reset();
+    } else {
+        limit_headers_ = std::move(headers);
+    }
     if (!d.allowed) {
         decision_label_ = d.decided_locally ? "denied-local" : "denied";
         return send_local(
@@ -349,7 +489,10 @@ void session::on_decision(const limit::decision& d) {
             "rate limit exceeded; retry after " + limit_headers_->retry_after + " seconds");
     }
     decision_label_ = d.decided_locally ? "allowed-local" : "allowed";
+    forward();
+}
 
+void session::forward() {
     auto& req = parser_->get();
     std::string upstream_target;
     const auto mapped =
@@ -570,7 +713,10 @@ void session::on_read_response_header(beast::error_code ec) {
     const bool upstream_chunked = res.chunked();
     const bool has_length = res.has_content_length();
     proxy::rewrite_response(res);
-    set_limit_headers(res, *limit_headers_);
+    if (limit_headers_)
+        set_limit_headers(res, *limit_headers_);
+    owner_.context().load->record(owner_.index(), res.result_int() >= 500,
+                                  std::chrono::duration_cast<std::chrono::microseconds>(upstream_time_));
     const unsigned version = client_version_;
     res.version(version);
     const bool body_expected = !response_parser_->is_done() || has_length;
@@ -705,6 +851,9 @@ void session::upstream_failed(beast::error_code ec, const char* what) {
         return;
     const bool timed_out = ec == beast::error::timeout;
     spdlog::warn("upstream {} failed: {}", what, ec.message());
+    owner_.context().load->record(owner_.index(), true,
+                                  std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::steady_clock::now() - upstream_started_));
     if (upstream_) {
         upstream_->close();
         upstream_.reset();

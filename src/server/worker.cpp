@@ -22,9 +22,19 @@ proxy::upstream_endpoint upstream_endpoint(const proxy_context& ctx) {
 }
 
 constexpr std::size_t max_spare_buffers = 64;
+
+std::unique_ptr<limit::limiter> make_limiter(const proxy_context& ctx, redis::connection& redis,
+                                             redis::circuit_breaker& breaker) {
+    if (ctx.settings.store == "memory")
+        return std::make_unique<limit::memory_limiter>(*ctx.memory);
+    return std::make_unique<limit::redis_limiter>(redis, ctx.policies, breaker, *ctx.fallback,
+                                                  ctx.settings.rate_limit.fallback_instances,
+                                                  ctx.settings.rate_limit.fail_closed);
+}
 }  // namespace
 
-worker::worker(const proxy_context& ctx, unsigned index)
+worker::worker(const proxy_context& ctx, unsigned index,
+               std::shared_ptr<const limit::rule_set> rules)
     : ctx_(ctx),
       index_(index),
       io_(1),
@@ -32,10 +42,29 @@ worker::worker(const proxy_context& ctx, unsigned index)
       breaker_(ctx.settings.redis.breaker_failures, ctx.settings.redis.breaker_probe_interval),
       tokens_(redis_, breaker_, *ctx.known, ctx.settings.redis.key_prefix,
               ctx.settings.auth.token_cache_ttl, ctx.settings.auth.token_cache_size),
-      limiter_(redis_, ctx.token_bucket, ctx.policy, ctx.settings.redis.key_prefix, breaker_,
-               *ctx.fallback, ctx.settings.rate_limit.fail_closed),
+      limiter_(make_limiter(ctx, redis_, breaker_)),
       pool_(io_, ctx.tls.get(), upstream_endpoint(ctx), ctx.settings.upstream.connect_timeout,
-            ctx.settings.upstream.max_idle_connections, ctx.settings.upstream.pool_idle_timeout) {}
+            ctx.settings.upstream.max_idle_connections, ctx.settings.upstream.pool_idle_timeout) {
+    set_rules(std::move(rules));
+}
+
+void worker::set_rules(std::shared_ptr<const limit::rule_set> rules) {
+    const bool first = !rules_;
+    rules_ = std::move(rules);
+    register_policy_.name = "register";
+    register_policy_.algo = limit::algorithm::token_bucket;
+    register_policy_.key = limit::key_kind::client_ip;
+    register_policy_.numbers.limit = rules_->registration().per_ip_per_minute;
+    register_policy_.numbers.window_seconds = 60;
+    register_policy_.numbers.burst = 0;
+    register_policy_.fail_closed = false;
+    if (!first) {
+        tokens_.clear_cache();
+        // known_tokens is process-wide: worker 0 clears it for everybody.
+        if (index_ == 0)
+            ctx_.known->clear();
+    }
+}
 
 worker::~worker() = default;
 
@@ -75,7 +104,7 @@ void worker::start(std::function<void()> on_connected) {
         // request instead of paying a NOSCRIPT round trip on it.
         // Its reply doubles as the breaker's probe: a bare TCP connect to a Redis that does
         // not answer (SIGSTOP) proves nothing.
-        const std::string_view load[] = {"SCRIPT", "LOAD", ctx_.token_bucket.source()};
+        const std::string_view load[] = {"SCRIPT", "LOAD", ctx_.policies.source()};
         redis_.command(load, [this](redis::outcome o, redis::reply&& r) {
             if (o == redis::outcome::ok && r.type != redis::reply_type::error)
                 breaker_.record_success();

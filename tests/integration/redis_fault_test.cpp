@@ -84,10 +84,10 @@ void restore_token_hashes(const redis_server& redis, const std::vector<saved_has
     }
 }
 
-// The Redis key of a token's bucket under the default policy ("rlp:tb:default:{<id>}", id =
+// The Redis key of a token's bucket under the default policy ("{rlp}:rl:default:<id>", id =
 // the first 16 hex digits of the token's SHA-256).
 std::string bucket_key(const std::string& token) {
-    return "rlp:tb:default:{" + sha256_hex(token).substr(0, 16) + "}";
+    return "{rlp}:rl:default:" + sha256_hex(token).substr(0, 16);
 }
 
 // Resumes a SIGSTOPped Redis even when an assertion fails halfway.

@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 
 #include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/limit/rule_set.hpp"
 
 namespace config = ratelimit_proxy::config;
 
@@ -190,7 +193,15 @@ TEST(ConfigValidation, ReadsEveryDocumentedVariableFromTheProcessEnvironment) {
                                 "LOG_LEVEL",
                                 "REDIS_TIMEOUT_MS",
                                 "FALLBACK_INSTANCES",
-                                "FAIL_CLOSED"};
+                                "FAIL_CLOSED",
+                                "DEFAULT_TIER",
+                                "SHADOW_MODE",
+                                "REGISTRATION_MODE",
+                                "REGISTRATION_SECRET",
+                                "TRUSTED_PROXIES",
+                                "ADMIN_BIND_ADDRESS",
+                                "ADMIN_TOKEN",
+                                "STORE"};
     for (const char* name : documented)
         ::setenv(name, "probe", 1);
     auto env = config::process_environment();
@@ -219,4 +230,227 @@ TEST(ConfigValidation, OutOfRangeNumbersAreConfigErrorsNotCrashes) {
     EXPECT_FALSE(msg.empty());
     msg = error_of(minimal_env(), R"({"server": {"threads": 99999999999999999999999}})");
     EXPECT_FALSE(msg.empty());
+    // Fits 64 bits, not the unsigned it goes into: an error, not a wrapped-around 1.
+    msg = error_of(minimal_env(), R"({"server": {"threads": 4294967297}})");
+    EXPECT_NE(msg.find("server.threads"), std::string::npos) << msg;
+}
+
+TEST(ConfigValidation, WithoutPoliciesLoadAddsADefaultPolicyFromRateLimitAndBurst) {
+    auto env = minimal_env();
+    env["RATE_LIMIT"] = "30";
+    env["BURST"] = "5";
+    auto s = config::load(std::nullopt, env);
+    ASSERT_EQ(s.policies.size(), 1u);
+    const auto& p = s.policies[0];
+    EXPECT_EQ(p.name, "default");
+    EXPECT_EQ(p.algo, ratelimit_proxy::limit::algorithm::token_bucket);
+    EXPECT_EQ(p.key, ratelimit_proxy::limit::key_kind::token);
+    EXPECT_DOUBLE_EQ(p.numbers.limit, 30);
+    EXPECT_DOUBLE_EQ(p.numbers.window_seconds, 60);
+    EXPECT_DOUBLE_EQ(p.numbers.burst, 5);
+    EXPECT_FALSE(p.fail_closed.has_value());
+    EXPECT_TRUE(s.tiers.empty());
+    EXPECT_EQ(s.default_tier, "default");
+}
+
+TEST(ConfigValidation, PoliciesTiersAndListsComeFromTheFile) {
+    auto s = config::parse_json(R"({
+        "policies": [
+          {"name": "burst", "limit": 10, "window": "second", "burst": 20},
+          {"name": "daily", "algorithm": "fixed_window", "limit": 1000, "window": "day"}],
+        "tiers": {"free": {"policies": ["burst", "daily"]}, "pro": {"policies": ["burst"]}},
+        "default_tier": "free",
+        "bypass": {"tokens": ["0123456789abcdef"], "cidrs": ["10.0.0.0/8"]},
+        "block": {"cidrs": ["192.0.2.0/24"]},
+        "shadow_mode": true,
+        "registration": {"mode": "secret", "secret": "open sesame", "per_ip_per_minute": 2},
+        "store": "memory",
+        "server": {"trusted_proxies": ["127.0.0.1", "10.0.0.0/8"]},
+        "admin": {"bind_address": "127.0.0.1:4001", "token": "0123456789abcdefXYZ"},
+        "load_aware": {"enabled": true, "error_rate": 0.25, "latency_ms": 800, "window_ms": 5000,
+                       "min_requests": 50, "scale": 0.3}})",
+                                "test.json");
+    config::apply_environment(s, minimal_env());
+    EXPECT_NO_THROW(config::validate(s));
+    ASSERT_EQ(s.policies.size(), 2u);
+    EXPECT_EQ(s.policies[1].name, "daily");
+    ASSERT_EQ(s.tiers.size(), 2u);
+    EXPECT_EQ(s.default_tier, "free");
+    EXPECT_EQ(s.bypass.token_ids, std::vector<std::string>{"0123456789abcdef"});
+    EXPECT_EQ(s.block.cidrs, std::vector<std::string>{"192.0.2.0/24"});
+    EXPECT_TRUE(s.shadow_mode);
+    EXPECT_EQ(s.registration.mode, ratelimit_proxy::limit::registration_mode::secret);
+    EXPECT_EQ(s.registration.secret, "open sesame");
+    EXPECT_EQ(s.store, "memory");
+    EXPECT_EQ(s.server.trusted_proxies.size(), 2u);
+    EXPECT_EQ(s.admin.bind_address, "127.0.0.1:4001");
+    EXPECT_EQ(s.admin.token, "0123456789abcdefXYZ");
+    EXPECT_TRUE(s.load_aware.enabled);
+    EXPECT_DOUBLE_EQ(s.load_aware.error_rate, 0.25);
+    EXPECT_EQ(s.load_aware.latency.count(), 800);
+    EXPECT_EQ(s.load_aware.window.count(), 5000);
+    EXPECT_EQ(s.load_aware.min_requests, 50u);
+    EXPECT_DOUBLE_EQ(s.load_aware.scale, 0.3);
+}
+
+TEST(ConfigValidation, NewDefaultsKeepAdminOffAndRedisAsStore) {
+    auto s = config::load(std::nullopt, minimal_env());
+    EXPECT_TRUE(s.admin.token.empty());
+    EXPECT_EQ(s.admin.bind_address, "127.0.0.1:3001");
+    EXPECT_EQ(s.store, "redis");
+    EXPECT_FALSE(s.shadow_mode);
+    EXPECT_FALSE(s.load_aware.enabled);
+    EXPECT_EQ(s.load_aware.latency.count(), 0);
+    EXPECT_TRUE(s.server.trusted_proxies.empty());
+    EXPECT_EQ(s.registration.mode, ratelimit_proxy::limit::registration_mode::open);
+}
+
+TEST(ConfigValidation, GivenPoliciesRateLimitIsIgnoredButStillValidated) {
+    const std::string json = R"({"policies": [{"name": "p", "limit": 5, "window": 1}]})";
+    auto env = minimal_env();
+    env["RATE_LIMIT"] = "1000";
+    auto s = config::parse_json(json, "test.json");
+    config::apply_environment(s, env);
+    config::validate(s);
+    ASSERT_EQ(s.policies.size(), 1u);
+    EXPECT_EQ(s.policies[0].name, "p");
+    env["RATE_LIMIT"] = "-1";
+    EXPECT_NE(error_of(env, json).find("RATE_LIMIT"), std::string::npos);
+}
+
+TEST(ConfigValidation, PolicyErrorsNameThePolicyAndField) {
+    auto msg = error_of(minimal_env(), R"({"policies": [{"name": "daily", "limit": 0,
+                                                         "window": "day"}]})");
+    EXPECT_EQ(msg, "policies.daily.limit: must be a positive number");
+    msg = error_of(minimal_env(), R"({"policies": [{"name": "a", "limit": 1, "window": 1},
+                                                   {"limit": 1, "window": 1}]})");
+    EXPECT_EQ(msg, "policies[1].name: is required");
+    msg = error_of(minimal_env(), R"({"policies": [{"name": "a b", "limit": 1, "window": 1}]})");
+    EXPECT_NE(msg.find("policies[0].name"), std::string::npos) << msg;
+    msg = error_of(minimal_env(), R"({"policies": {"a": {}}})");
+    EXPECT_NE(msg.find("policies: expected an array"), std::string::npos) << msg;
+    msg = error_of(minimal_env(), R"({"policies": [{"name": "a", "limit": 1, "window": 1},
+                                                   {"name": "a", "limit": 2, "window": 1}]})");
+    EXPECT_NE(msg.find("policies.a"), std::string::npos) << msg;
+}
+
+TEST(ConfigValidation, TierNamingAMissingPolicyIsAStartUpError) {
+    auto msg = error_of(minimal_env(), R"({
+        "policies": [{"name": "burst", "limit": 1, "window": 1}],
+        "tiers": {"default": {"policies": ["burst"]}, "pro": {"policies": ["burst", "dialy"]}}})");
+    EXPECT_NE(msg.find("tiers.pro.policies"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("dialy"), std::string::npos) << msg;
+}
+
+TEST(ConfigValidation, DefaultTierMustExistAndIsNamedByItsVariable) {
+    const std::string json = R"({
+        "policies": [{"name": "burst", "limit": 1, "window": 1}],
+        "tiers": {"free": {"policies": ["burst"]}}})";
+    auto msg = error_of(minimal_env(), json);  // "default" is not among the tiers
+    EXPECT_NE(msg.find("default_tier"), std::string::npos) << msg;
+    auto env = minimal_env();
+    env["DEFAULT_TIER"] = "free";
+    EXPECT_EQ(error_of(env, json), "");
+    env["DEFAULT_TIER"] = "gold";
+    msg = error_of(env, json);
+    EXPECT_NE(msg.find("DEFAULT_TIER"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("free"), std::string::npos) << msg;  // lists the tiers there are
+}
+
+TEST(ConfigValidation, NewSettingsComeFromTheEnvironment) {
+    auto env = minimal_env();
+    env["SHADOW_MODE"] = "true";
+    env["REGISTRATION_MODE"] = "secret";
+    env["REGISTRATION_SECRET"] = "hunter22";
+    env["TRUSTED_PROXIES"] = " 10.0.0.0/8, ,::1 ";
+    env["ADMIN_BIND_ADDRESS"] = "0.0.0.0:9001";
+    env["ADMIN_TOKEN"] = "an-admin-token-long-enough";
+    env["STORE"] = "memory";
+    env["DEFAULT_TIER"] = "basic";
+    auto s = config::load(std::nullopt, env);
+    EXPECT_TRUE(s.shadow_mode);
+    EXPECT_EQ(s.registration.mode, ratelimit_proxy::limit::registration_mode::secret);
+    EXPECT_EQ(s.registration.secret, "hunter22");
+    EXPECT_EQ(s.server.trusted_proxies, (std::vector<std::string>{"10.0.0.0/8", "::1"}));
+    EXPECT_EQ(s.admin.bind_address, "0.0.0.0:9001");
+    EXPECT_EQ(s.admin.token, "an-admin-token-long-enough");
+    EXPECT_EQ(s.store, "memory");
+    EXPECT_EQ(s.default_tier, "basic");  // the implicit tier takes its name
+}
+
+TEST(ConfigValidation, BadNewVariablesAreNamed) {
+    const std::pair<const char*, const char*> cases[] = {
+        {"SHADOW_MODE", "maybe"},
+        {"REGISTRATION_MODE", "invite"},
+        {"TRUSTED_PROXIES", "10.0.0.0/8,bogus"},
+        {"ADMIN_BIND_ADDRESS", "nowhere"},
+        {"ADMIN_TOKEN", "short"},
+        {"ADMIN_TOKEN", "has a space in the middle"},
+        {"STORE", "etcd"},
+        {"DEFAULT_TIER", "no spaces allowed"},
+    };
+    for (auto [name, value] : cases) {
+        auto env = minimal_env();
+        env[name] = value;
+        auto msg = error_of(env);
+        EXPECT_NE(msg.find(name), std::string::npos) << name << "=" << value << ": " << msg;
+    }
+    auto env = minimal_env();
+    env["TRUSTED_PROXIES"] = "10.0.0.0/8,bogus";
+    EXPECT_NE(error_of(env).find("bogus"), std::string::npos);
+}
+
+TEST(ConfigValidation, SecretRegistrationWithoutASecretNamesTheVariable) {
+    auto env = minimal_env();
+    env["REGISTRATION_MODE"] = "secret";
+    auto msg = error_of(env);
+    EXPECT_NE(msg.find("REGISTRATION_SECRET"), std::string::npos) << msg;
+}
+
+TEST(ConfigValidation, AdminListenerMustNotShareTheProxyAddress) {
+    auto env = minimal_env();
+    env["ADMIN_TOKEN"] = "an-admin-token-long-enough";
+    env["ADMIN_BIND_ADDRESS"] = "127.0.0.1:3000";
+    EXPECT_NE(error_of(env).find("ADMIN_BIND_ADDRESS"), std::string::npos);
+}
+
+TEST(ConfigValidation, LoadAwareNumbersAreChecked) {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"load_aware": {"error_rate": 0}})", "load_aware.error_rate"},
+        {R"({"load_aware": {"error_rate": 1.5}})", "load_aware.error_rate"},
+        {R"({"load_aware": {"scale": 1}})", "load_aware.scale"},
+        {R"({"load_aware": {"scale": 0}})", "load_aware.scale"},
+        {R"({"load_aware": {"scale": "half"}})", "load_aware.scale"},
+        {R"({"load_aware": {"min_requests": 0}})", "load_aware.min_requests"},
+        {R"({"load_aware": {"window_ms": 0}})", "load_aware.window_ms"},
+        {R"({"load_aware": {"latency_ms": -1}})", "load_aware.latency_ms"},
+        {R"({"load_aware": {"enabled": "yes"}})", "load_aware.enabled"},
+        {R"({"load_aware": {"threshold": 1}})", "load_aware.threshold"},
+        {R"({"admin": {"token": 5}})", "admin.token"},
+        {R"({"server": {"trusted_proxies": "10.0.0.0/8"}})", "server.trusted_proxies"},
+        {R"({"server": {"trusted_proxies": [1]}})", "server.trusted_proxies[0]"},
+        {R"({"tiers": {"pro": {"policies": "burst"}}})", "tiers.pro.policies"},
+        {R"({"bypass": {"tokens": ["ABC"]}})", "bypass.tokens[0]"},
+        {R"({"store": 1})", "store"},
+    };
+    for (auto [json, field] : cases) {
+        auto msg = error_of(minimal_env(), std::string(json));
+        EXPECT_NE(msg.find(field), std::string::npos) << json << ": " << msg;
+    }
+    EXPECT_EQ(error_of(minimal_env(), R"({"load_aware": {"latency_ms": 0, "error_rate": 1}})"), "");
+}
+
+TEST(ConfigValidation, ShippedExampleConfigHasFreeAndProTiers) {
+    auto s = config::load(std::string(RLP_SOURCE_DIR) + "/config/ratelimit-proxy.json", {});
+    auto rs = ratelimit_proxy::limit::build_rule_set(s, nlohmann::json());
+    ASSERT_NE(rs->find_tier("free"), nullptr);
+    ASSERT_NE(rs->find_tier("pro"), nullptr);
+    for (const char* name : {"burst", "daily_free", "daily_pro", "global", "per_ip"})
+        EXPECT_NE(rs->find_policy(name), nullptr) << name;
+    std::vector<const ratelimit_proxy::limit::policy*> applied;
+    rs->select("pro", "POST", "/api/chat/completions", applied);
+    bool costly = false;
+    for (const auto* p : applied)
+        costly = costly || p->cost > 1;
+    EXPECT_TRUE(costly);
 }

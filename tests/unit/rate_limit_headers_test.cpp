@@ -6,16 +6,36 @@ namespace limit = ratelimit_proxy::limit;
 
 class RateLimitHeaders : public ::testing::Test {
   protected:
+    limit::policy_result result(const limit::policy& p, bool allowed, std::int64_t remaining,
+                                double reset, double retry = 0, double quota = 5,
+                                double window = 60) {
+        limit::policy_result r;
+        r.source = &p;
+        r.allowed = allowed;
+        r.remaining = remaining;
+        r.reset_seconds = reset;
+        r.retry_after_seconds = retry;
+        r.quota = quota;
+        r.window_seconds = window;
+        return r;
+    }
     limit::decision decide(bool allowed, std::int64_t remaining, double reset, double retry = 0) {
         limit::decision d;
         d.allowed = allowed;
-        d.applied = &policy_;
-        d.remaining = remaining;
-        d.reset_seconds = reset;
-        d.retry_after_seconds = retry;
+        d.results.push_back(result(default_, allowed, remaining, reset, retry));
+        d.choose_tightest();
         return d;
     }
-    limit::policy policy_{"default", 5.0 / 60.0, 5};  // RATE_LIMIT=5
+    limit::policy default_ = named("default");
+    limit::policy burst_ = named("burst");
+    limit::policy daily_ = named("daily");
+    limit::policy shadow_ = named("experiment");
+
+    static limit::policy named(const char* name) {
+        limit::policy p;
+        p.name = name;
+        return p;
+    }
 };
 
 TEST_F(RateLimitHeaders, AllowedRequestReportsCapacityRemainingAndReset) {
@@ -52,7 +72,49 @@ TEST_F(RateLimitHeaders, RemainingIsClampedToTheQuota) {
     EXPECT_EQ(limit::make_headers(decide(true, 99, 1)).remaining, "5");
 }
 
-TEST_F(RateLimitHeaders, WindowIsTheTimeToRefillFromEmpty) {
-    policy_ = {"burst", 10, 100};  // 100 capacity at 10/s
-    EXPECT_EQ(limit::make_headers(decide(true, 1, 1)).policy, "\"burst\";q=100;w=10");
+TEST_F(RateLimitHeaders, TightestAllowedPolicyIsTheOneWithLeastRemaining) {
+    limit::decision d;
+    d.results.push_back(result(burst_, true, 15, 2, 0, 20, 2));
+    d.results.push_back(result(daily_, true, 3, 40000, 0, 1000, 86400));
+    d.choose_tightest();
+    auto h = limit::make_headers(d);
+    EXPECT_EQ(h.limit, "1000");
+    EXPECT_EQ(h.remaining, "3");
+    EXPECT_EQ(h.rate_limit, "\"daily\";r=3;t=40000");
+    EXPECT_EQ(h.policy, "\"burst\";q=20;w=2, \"daily\";q=1000;w=86400");
+}
+
+TEST_F(RateLimitHeaders, DeniedRequestReportsTheDenialThatLastsLongest) {
+    limit::decision d;
+    d.allowed = false;
+    d.results.push_back(result(burst_, false, 0, 2, 0.5, 20, 2));
+    d.results.push_back(result(daily_, false, 0, 3600, 3600, 1000, 86400));
+    d.results.push_back(result(default_, true, 0, 1, 0, 5, 60));
+    d.choose_tightest();
+    auto h = limit::make_headers(d);
+    EXPECT_EQ(h.retry_after, "3600");
+    EXPECT_EQ(h.limit, "1000");
+    EXPECT_EQ(h.rate_limit, "\"daily\";r=0;t=3600");
+}
+
+TEST_F(RateLimitHeaders, ShadowPoliciesNeverShow) {
+    limit::decision d;
+    auto shadow = result(shadow_, false, 0, 30, 30, 1, 60);
+    shadow.shadow = true;
+    d.results.push_back(shadow);
+    d.results.push_back(result(burst_, true, 7, 1, 0, 20, 2));
+    d.choose_tightest();
+    auto h = limit::make_headers(d);
+    EXPECT_EQ(h.policy, "\"burst\";q=20;w=2");
+    EXPECT_EQ(h.remaining, "7");
+    EXPECT_TRUE(h.retry_after.empty());
+}
+
+TEST_F(RateLimitHeaders, OnlyShadowPoliciesGiveNoHeaders) {
+    limit::decision d;
+    auto shadow = result(shadow_, false, 0, 30, 30, 1, 60);
+    shadow.shadow = true;
+    d.results.push_back(shadow);
+    d.choose_tightest();
+    EXPECT_TRUE(limit::make_headers(d).empty());
 }

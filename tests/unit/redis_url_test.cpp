@@ -146,3 +146,13 @@ TEST(RedisUrlTest, ErrorMessagesNeverContainThePassword) {
 }
 
 }  // namespace
+
+namespace {
+TEST(RedisUrlTest, RejectsControlCharactersInTheHost) {
+    for (const char* url : {"redis://evil%00.example", "redis://a%0Ab:6379", "redis://a%20b"}) {
+        std::string what = error_of(url);
+        EXPECT_NE(what.find("control character"), std::string::npos) << url << ": " << what;
+    }
+    EXPECT_EQ(error_of("redis://cache.internal:6379"), "");
+}
+}  // namespace

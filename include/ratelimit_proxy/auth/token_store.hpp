@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "ratelimit_proxy/auth/token.hpp"
+#include "ratelimit_proxy/limit/rule_set.hpp"
 #include "ratelimit_proxy/redis/circuit_breaker.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
 
@@ -18,7 +19,9 @@ namespace ratelimit_proxy::auth {
 // What the proxy knows about an authenticated token. Never holds the token itself.
 struct identity {
     std::string id;  // first 16 hex digits of the token's SHA-256: safe to log, stable
-    std::string tier = "default";
+    std::string tier;  // empty: the default tier
+    // Per-token numbers set through the admin API; null when none.
+    std::shared_ptr<const limit::token_overrides> overrides;
 };
 
 enum class lookup_status { found, unknown, unavailable };
@@ -37,6 +40,7 @@ class known_tokens {
     void remember(const digest& d, const identity& who);
     void forget(const digest& d);
     std::optional<identity> find(const digest& d) const;
+    void clear();
 
   private:
     struct digest_hash {
@@ -61,8 +65,12 @@ class token_store {
     // cache however old its entry: an outage must not log out every known client.
     void lookup(std::string_view token, std::function<void(lookup_result)> done);
 
-    // Creates a token; done gets it (shown to the client once) or nothing if Redis failed.
-    void issue(std::function<void(std::optional<std::string>)> done);
+    // Creates a token in `tier`; done gets it (shown to the client once) or nothing if Redis
+    // failed.
+    void issue(const std::string& tier, std::function<void(std::optional<std::string>)> done);
+
+    // Rules or tokens changed (admin API): look every token up again.
+    void clear_cache() { cache_.clear(); }
 
     std::string key_for(const digest& d) const;
 

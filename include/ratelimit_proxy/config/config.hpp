@@ -6,6 +6,10 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
+
+#include "ratelimit_proxy/limit/policy.hpp"
+#include "ratelimit_proxy/limit/rule_set.hpp"
 
 namespace ratelimit_proxy::config {
 
@@ -53,11 +57,29 @@ struct server_settings {
     milliseconds shutdown_timeout{10000};
     std::size_t max_connections = 20000;
     std::string api_prefix = "/api";
+    // Proxies (CIDRs) whose X-Forwarded-For is believed when resolving the client address.
+    std::vector<std::string> trusted_proxies;  // TRUSTED_PROXIES, comma-separated
 };
 
 struct auth_settings {
     milliseconds token_cache_ttl{30000};
     std::size_t token_cache_size = 100000;
+};
+
+struct admin_settings {
+    std::string bind_address = "127.0.0.1:3001";  // ADMIN_BIND_ADDRESS
+    std::string token;  // ADMIN_TOKEN; empty: the admin API is off. At least 16 characters.
+};
+
+// Scaling limits down while the upstream struggles (JSON "load_aware"): thresholds over a
+// short window of upstream responses; the limiter that applies them documents the rule.
+struct load_aware_settings {
+    bool enabled = false;
+    double error_rate = 0.5;  // (0, 1]: share of 5xx / upstream failures
+    milliseconds latency{0};  // 0: latency is not considered
+    milliseconds window{10000};
+    unsigned min_requests = 20;
+    double scale = 0.5;  // (0, 1)
 };
 
 struct settings {
@@ -66,7 +88,20 @@ struct settings {
     redis_settings redis;
     server_settings server;
     auth_settings auth;
+    admin_settings admin;
+    load_aware_settings load_aware;
     std::string log_level = "info";  // LOG_LEVEL: trace debug info warn error critical off
+    std::string store = "redis";     // STORE: "redis" or "memory" (one instance, no Redis)
+
+    // Policies and tiers (JSON "policies", "tiers"). Without policies, load() adds one:
+    // default_policy(). Without tiers, one tier named default_tier holds every policy.
+    std::vector<limit::policy> policies;
+    std::vector<limit::tier> tiers;
+    std::string default_tier = "default";      // DEFAULT_TIER: for tokens without a tier
+    limit::access_list bypass;                 // JSON "bypass": {"tokens": [], "cidrs": []}
+    limit::access_list block;                  // JSON "block"
+    bool shadow_mode = false;                  // SHADOW_MODE: decide and log, never enforce
+    limit::registration_control registration;  // REGISTRATION_MODE, REGISTRATION_SECRET
 
     double effective_burst() const {
         return rate_limit.burst > 0 ? rate_limit.burst : rate_limit.requests_per_minute;
@@ -95,6 +130,12 @@ environment process_environment();
 settings load(const std::optional<std::string>& file_path, const environment& env);
 settings parse_json(const std::string& json_text, const std::string& origin);
 void apply_environment(settings& s, const environment& env);
+// Also builds the rule set (build_rule_set(s, {})) so that a tier naming a missing policy
+// and the like fail at start-up.
 void validate(const settings& s);
+
+// The policy used when the file defines none: token bucket per token, RATE_LIMIT requests
+// per 60 s, capacity effective_burst().
+limit::policy default_policy(const settings& s);
 
 }  // namespace ratelimit_proxy::config

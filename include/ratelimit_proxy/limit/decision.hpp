@@ -2,29 +2,46 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "ratelimit_proxy/limit/policy.hpp"
 
 namespace ratelimit_proxy::limit {
 
-// One limit rule. Immutable once built; shared by every worker.
-struct policy {
-    std::string name = "default";
-    double rate_per_second = 1;  // refill rate
-    double capacity = 60;        // burst
-    // Seconds a full refill takes: the window the quota is spread over.
-    double window_seconds() const { return capacity / rate_per_second; }
+// One policy of one request's check, with everything the store needs.
+struct check_item {
+    const policy* source = nullptr;  // name, algorithm; outlives the check
+    std::string key;                 // the full store key (bucket_key())
+    limits numbers;                  // after per-token overrides and scaling
+    std::uint32_t cost = 1;
+    bool shadow = false;
 };
 
-// The result of checking one request against a policy.
-struct decision {
+// What one policy said.
+struct policy_result {
+    const policy* source = nullptr;
     bool allowed = false;
+    bool shadow = false;
+    std::int64_t remaining = 0;      // after this request if it was consumed, else before
+    double reset_seconds = 0;        // until the quota is whole again
+    double retry_after_seconds = 0;  // until `cost` would be allowed (when not allowed)
+    double quota = 0;                // for RateLimit-Policy: q
+    double window_seconds = 0;       // for RateLimit-Policy: w
+};
+
+// The result of checking one request against every policy that applies to it.
+struct decision {
+    bool allowed = true;  // every enforced (non-shadow) policy allowed it
     // Redis could not answer and the local limiter decided instead.
     bool decided_locally = false;
-    // Redis could not answer and the policy fails closed: answer 503, not 429.
+    // Redis could not answer and a policy fails closed: answer 503, not 429.
     bool store_unavailable = false;
-    const policy* applied = nullptr;
-    std::int64_t remaining = 0;
-    double reset_seconds = 0;        // until the bucket is full again
-    double retry_after_seconds = 0;  // until this request would be allowed (denied only)
+    std::vector<policy_result> results;  // in check_item order
+    // The policy the headers report: when denied the enforced denial with the longest
+    // retry-after, else the enforced policy with the least remaining. -1: none enforced.
+    int tightest = -1;
+
+    void choose_tightest();
 };
 
 }  // namespace ratelimit_proxy::limit

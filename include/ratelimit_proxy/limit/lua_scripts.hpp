@@ -4,5 +4,5 @@
 
 // Sources of lua/*.lua, embedded at build time.
 namespace ratelimit_proxy::lua {
-extern const std::string_view token_bucket;
+extern const std::string_view policies;  // lua/policies.lua: every algorithm, several policies per call
 }  // namespace ratelimit_proxy::lua

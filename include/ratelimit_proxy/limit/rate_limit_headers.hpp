@@ -7,9 +7,10 @@
 namespace ratelimit_proxy::limit {
 
 // Header values for one decision: the legacy X-RateLimit trio (Reset in delta-seconds) and
-// the IETF httpapi draft fields. Seconds are rounded up so a client that waits them is never
-// early. Reset is the time until the bucket is full again; on a denial it is the time until
-// the next request is allowed, equal to Retry-After. retry_after is empty unless denied.
+// the IETF httpapi draft fields. The trio and RateLimit describe the tightest enforced
+// policy; RateLimit-Policy lists every enforced policy that applied. Shadow policies never
+// show. Seconds are rounded up so a client that waits them is never early. On a denial Reset
+// equals Retry-After. All empty when no enforced policy applied.
 struct rate_limit_headers {
     std::string limit;        // X-RateLimit-Limit
     std::string remaining;    // X-RateLimit-Remaining
@@ -17,6 +18,8 @@ struct rate_limit_headers {
     std::string policy;       // RateLimit-Policy
     std::string rate_limit;   // RateLimit
     std::string retry_after;  // Retry-After
+
+    bool empty() const { return limit.empty(); }
 };
 
 rate_limit_headers make_headers(const decision& d);

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "ratelimit_proxy/auth/token_store.hpp"
+#include "ratelimit_proxy/limit/decision.hpp"
 #include "ratelimit_proxy/limit/rate_limit_headers.hpp"
 #include "ratelimit_proxy/proxy/upstream_connection.hpp"
 
@@ -54,7 +55,11 @@ class session : public std::enable_shared_from_this<session> {
     void handle_api();
     void on_lookup(const auth::lookup_result& result);
     void check_limit();
-    void on_decision(const limit::decision& d);
+    void add_check_item(const limit::policy& p, double scale);
+    void on_decision(limit::decision&& d);
+    void count_decision(const limit::decision& d);
+    void on_register_decision(limit::decision&& d);
+    void forward();
 
     void start_upstream(bool fresh_connection);
     void on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_connection> conn,
@@ -89,7 +94,14 @@ class session : public std::enable_shared_from_this<session> {
     worker& owner_;
     beast::tcp_stream stream_;
     beast::flat_buffer buffer_;
-    std::string client_address_;
+    std::string client_address_;  // the peer
+    boost::asio::ip::address peer_address_;
+    // Per request: the client as resolved through trusted proxies (for per-IP limits).
+    boost::asio::ip::address resolved_address_;
+    std::string resolved_client_;
+    std::shared_ptr<const limit::rule_set> rules_;  // held while a check refers to its policies
+    std::vector<const limit::policy*> selected_;
+    std::vector<limit::check_item> items_;
     std::optional<request_parser> parser_;
     http::response<http::string_body> local_response_;
 

@@ -9,6 +9,7 @@
 
 #include "ratelimit_proxy/auth/token_store.hpp"
 #include "ratelimit_proxy/limit/redis_limiter.hpp"
+#include "ratelimit_proxy/limit/rule_set.hpp"
 #include "ratelimit_proxy/proxy/upstream_pool.hpp"
 #include "ratelimit_proxy/redis/circuit_breaker.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
@@ -24,7 +25,7 @@ class worker {
   public:
     static constexpr std::size_t body_buffer_size = 64 * 1024;
 
-    worker(const proxy_context& ctx, unsigned index);
+    worker(const proxy_context& ctx, unsigned index, std::shared_ptr<const limit::rule_set> rules);
     ~worker();
 
     const proxy_context& context() const { return ctx_; }
@@ -32,7 +33,14 @@ class worker {
     redis::connection& redis() { return redis_; }
     redis::circuit_breaker& breaker() { return breaker_; }
     auth::token_store& tokens() { return tokens_; }
-    limit::limiter& limiter() { return limiter_; }
+    limit::limiter& limiter() { return *limiter_; }
+    // The rules in force on this worker; a session keeps the pointer for one request.
+    const std::shared_ptr<const limit::rule_set>& rules() const { return rules_; }
+    // POST /register's own per-IP limit, derived from the rules.
+    const limit::policy& register_policy() const { return register_policy_; }
+    // On this worker's thread: new rules (admin change, SIGHUP). Tokens are looked up again,
+    // so tier changes and revocations apply at once.
+    void set_rules(std::shared_ptr<const limit::rule_set> rules);
     proxy::upstream_pool& pool() { return pool_; }
     unsigned index() const { return index_; }
 
@@ -62,7 +70,9 @@ class worker {
     redis::connection redis_;
     redis::circuit_breaker breaker_;
     auth::token_store tokens_;
-    limit::redis_limiter limiter_;
+    std::unique_ptr<limit::limiter> limiter_;
+    std::shared_ptr<const limit::rule_set> rules_;
+    limit::policy register_policy_;
     proxy::upstream_pool pool_;
 };
 

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ratelimit_proxy::limit {
+
+enum class algorithm { token_bucket, gcra, sliding_window, fixed_window };
+
+// What a policy counts per: one bucket for everybody, per resolved client IP, per token, or
+// per token and route (method + path).
+enum class key_kind { global, client_ip, token, token_route };
+
+// The numbers of a policy. Token bucket and GCRA refill at limit / window_seconds up to a
+// capacity of burst (0: burst = limit); sliding and fixed windows allow `limit` per window.
+struct limits {
+    double limit = 60;
+    double window_seconds = 60;
+    double burst = 0;
+    // Fixed window only: windows are UTC calendar months instead of window_seconds long.
+    bool calendar_month = false;
+
+    double capacity() const { return burst > 0 ? burst : limit; }
+    double rate_per_second() const { return limit / window_seconds; }
+};
+
+// Which requests a policy applies to. Empty fields match anything. The path prefix is
+// compared with the request path the client sent (e.g. "/api/chat/completions"), after
+// percent-decoding, on a segment boundary ("/api/chat" matches "/api/chat/x", not "/api/chatx").
+struct route_match {
+    std::string method;       // upper case, e.g. "POST"
+    std::string path_prefix;  // e.g. "/api/chat/completions"
+};
+
+// Decisions counted per policy, for the admin API's stats (shadow denials included).
+struct policy_counters {
+    std::atomic<std::uint64_t> allowed{0};
+    std::atomic<std::uint64_t> denied{0};
+    std::atomic<std::uint64_t> shadow_denied{0};
+};
+
+// One limit rule. Immutable once built; shared by every worker.
+struct policy {
+    std::string name = "default";
+    algorithm algo = algorithm::token_bucket;
+    limits numbers;
+    key_kind key = key_kind::token;
+    route_match match;
+    std::uint32_t cost = 1;
+    bool shadow = false;  // decided, logged and counted, never enforced
+    std::optional<bool> fail_closed;  // unset: the process-wide FAIL_CLOSED
+    std::shared_ptr<policy_counters> counters;  // set when a rule set is built
+
+    bool matches(std::string_view method, std::string_view path) const;
+};
+
+std::string_view to_string(algorithm a);
+std::string_view to_string(key_kind k);
+std::optional<algorithm> algorithm_from(std::string_view s);
+std::optional<key_kind> key_kind_from(std::string_view s);
+
+// The Redis key of one bucket: "{" + prefix + "}:rl:" + policy name + ":" + bucket, e.g.
+// "{rlp}:rl:daily:3f2a9c0d1e4b5a6f". The hash tag is the prefix so that every key of one
+// multi-policy check lands in one Redis Cluster slot.
+std::string bucket_key(std::string_view key_prefix, std::string_view policy_name,
+                       std::string_view bucket);
+
+// The bucket part of a key: "global"; the client address; the token id; or
+// token id + " " + method + " " + path (the request path without its query) for token_route.
+std::string bucket_id(key_kind k, std::string_view token_id, std::string_view client_address,
+                      std::string_view method, std::string_view path);
+
+}  // namespace ratelimit_proxy::limit

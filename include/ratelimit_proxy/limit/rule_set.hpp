@@ -1,0 +1,137 @@
+#pragma once
+
+#include <boost/asio/ip/address.hpp>
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ratelimit_proxy/limit/policy.hpp"
+#include "ratelimit_proxy/proxy/cidr.hpp"
+
+namespace ratelimit_proxy::config {
+struct settings;
+}
+
+namespace ratelimit_proxy::limit {
+
+// A named set of policies (free / pro / enterprise). A token's tier picks what applies to it.
+struct tier {
+    std::string name;
+    std::vector<std::string> policies;  // policy names
+};
+
+// Tokens (by id: the 16-hex prefix of the token's SHA-256, as the admin API lists them) and
+// client networks (CIDR) that skip limits, or that are always refused with 403.
+struct access_list {
+    std::vector<std::string> token_ids;
+    std::vector<std::string> cidrs;
+};
+
+enum class access { normal, bypass, block };
+
+// Emergency override: every limit multiplied by factor (0 < factor <= 1), or all non-bypass
+// traffic refused, on every instance, until lifted.
+struct emergency_override {
+    double factor = 1;
+    bool block_all = false;
+    bool active() const { return block_all || factor < 1; }
+};
+
+enum class registration_mode { open, secret, closed };
+
+std::string_view to_string(registration_mode m);  // "open", "secret", "closed"
+std::optional<registration_mode> registration_mode_from(std::string_view s);
+
+struct registration_control {
+    registration_mode mode = registration_mode::open;
+    std::string secret;             // for mode secret: sent as X-Registration-Secret
+    double per_ip_per_minute = 60;  // POST /register is itself limited per client IP
+};
+
+// Per-token replacement numbers for one policy; unset fields keep the policy's.
+struct limits_override {
+    std::optional<double> limit;
+    std::optional<double> window_seconds;
+    std::optional<double> burst;
+    limits apply(limits base) const;
+};
+using token_overrides = std::map<std::string, limits_override, std::less<>>;  // by policy name
+
+// Everything that decides which limits apply, built from the config file plus the admin
+// overlay stored in Redis. Immutable; a change builds a new one and every worker swaps it in.
+class rule_set {
+  public:
+    rule_set() = default;
+    // tier_policies_ points into policies_: a copy would point into the original.
+    rule_set(const rule_set&) = delete;
+    rule_set& operator=(const rule_set&) = delete;
+
+    // The policies of the tier (the default tier's if `tier` is unknown) that match the
+    // request, in the tier's order. `path` is the request path as the client sent it.
+    // Replaces the contents of `out`.
+    void select(std::string_view tier, std::string_view method, std::string_view path,
+                std::vector<const policy*>& out) const;
+
+    // Block wins over bypass; a token id or a client address on either list counts.
+    access classify(std::string_view token_id, const boost::asio::ip::address& client) const;
+    bool address_blocked(const boost::asio::ip::address& client) const;
+
+    const policy* find_policy(std::string_view name) const;
+    const std::vector<policy>& policies() const { return policies_; }
+    const std::vector<tier>& tiers() const { return tiers_; }
+    const tier* find_tier(std::string_view name) const;
+    const std::string& default_tier() const { return default_tier_; }
+    const access_list& bypass() const { return bypass_; }
+    const access_list& block() const { return block_; }
+    const emergency_override& override_state() const { return override_; }
+    const registration_control& registration() const { return registration_; }
+    bool shadow_all() const { return shadow_all_; }
+    // The admin overlay version this was built from (0: the config file alone).
+    std::uint64_t version() const { return version_; }
+
+  private:
+    friend std::shared_ptr<const rule_set> build_rule_set(const config::settings&,
+                                                          const nlohmann::json&, std::uint64_t);
+    std::vector<policy> policies_;
+    std::vector<tier> tiers_;
+    std::vector<std::vector<const policy*>> tier_policies_;  // parallel to tiers_
+    std::string default_tier_;
+    std::size_t default_tier_index_ = 0;  // into tiers_
+    access_list bypass_;
+    access_list block_;
+    proxy::cidr_set bypass_networks_;
+    proxy::cidr_set block_networks_;
+    std::set<std::string, std::less<>> bypass_tokens_;  // lookups per request
+    std::set<std::string, std::less<>> block_tokens_;
+    emergency_override override_;
+    registration_control registration_;
+    bool shadow_all_ = false;
+    std::uint64_t version_ = 0;
+};
+
+// The config file's rules with the admin overlay applied on top. The file's policies are
+// config::default_policy(file) when it has none; without any tier, one tier named after the
+// default tier holds every policy (and is listed by tiers()). Every policy gets fresh
+// counters. The overlay is a JSON object (or null: none), every member optional:
+//   "policies":     { name: policy object | null (deleted) }  (added, replaced in place,
+//                   or deleted; the object's "name", if given, must be the key)
+//   "tiers":        { name: { "policies": [names] } | null }
+//   "default_tier": name
+//   "bypass", "block": { "tokens": [ids], "cidrs": [cidrs] }   (replace the file's lists)
+//   "override":     { "factor": 0.5, "block_all": false }
+//   "registration": { "mode": "open"|"secret"|"closed", "secret": "...", "per_ip_per_minute": 10 }
+//   "shadow_mode":  bool
+// Throws config::config_error naming the bad field (e.g. "policies.burst.limit", or
+// "tiers.pro.policies" for a tier naming a policy that does not exist).
+std::shared_ptr<const rule_set> build_rule_set(const config::settings& file,
+                                               const nlohmann::json& overlay,
+                                               std::uint64_t version = 0);
+
+}  // namespace ratelimit_proxy::limit

@@ -1,0 +1,352 @@
+// The admin API's HTTP/1.1 transport, in the shape of Beast's async HTTP server example: one
+// session per connection, kept alive by its own pending operations (shared_from_this).
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <list>
+#include <optional>
+#include <stdexcept>
+
+#include "admin_api.hpp"
+#include "control_plane_impl.hpp"
+#include "ratelimit_proxy/admin/control_plane.hpp"
+#include "ratelimit_proxy/auth/token.hpp"
+
+namespace ratelimit_proxy::admin {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::size_t header_limit = 8 * 1024;
+constexpr std::uint64_t body_limit = 1024 * 1024;
+constexpr auto header_timeout = std::chrono::seconds(10);
+constexpr auto io_timeout = std::chrono::seconds(30);
+constexpr auto linger_timeout = std::chrono::seconds(2);
+constexpr std::size_t max_sessions = 256;
+
+void fail(beast::error_code ec, const char* what) {
+    if (ec == asio::error::operation_aborted || ec == beast::error::timeout ||
+        ec == asio::error::connection_reset || ec == asio::error::broken_pipe)
+        return;
+    spdlog::debug("admin API: {}: {}", what, ec.message());
+}
+
+tcp::endpoint parse_endpoint(const std::string& address) {
+    const auto colon = address.rfind(':');
+    if (colon == std::string::npos)
+        throw std::runtime_error("admin bind address '" + address + "' has no port");
+    std::string host = address.substr(0, colon);
+    unsigned long port = 0;
+    try {
+        port = std::stoul(address.substr(colon + 1));
+    } catch (const std::exception&) {
+        throw std::runtime_error("admin bind address '" + address + "' has no valid port");
+    }
+    if (port > 65535)
+        throw std::runtime_error("admin bind address '" + address + "' has no valid port");
+    if (host.size() > 2 && host.front() == '[')
+        host = host.substr(1, host.size() - 2);
+    if (host == "localhost")
+        host = "127.0.0.1";
+    if (host == "*" || host.empty())
+        host = "0.0.0.0";
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(host, ec);
+    if (ec)
+        throw std::runtime_error("admin bind address '" + address + "': " + ec.message());
+    return {addr, static_cast<unsigned short>(port)};
+}
+
+// What every session shares: the admin token's digest and the routes.
+struct shared_state {
+    auth::digest token_digest;
+    std::shared_ptr<admin_api> api;
+};
+
+class session : public std::enable_shared_from_this<session> {
+  public:
+    session(tcp::socket&& socket, std::shared_ptr<const shared_state> state)
+        : stream_(std::move(socket)), state_(std::move(state)) {}
+
+    void run() {
+        asio::dispatch(stream_.get_executor(),
+                       beast::bind_front_handler(&session::do_read, shared_from_this()));
+    }
+
+    void close() {
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+        stream_.close();
+    }
+
+  private:
+    void do_read() {
+        parser_.emplace();
+        parser_->header_limit(header_limit);
+        parser_->body_limit(body_limit);
+        stream_.expires_after(header_timeout);
+        http::async_read_header(
+            stream_, buffer_, *parser_,
+            beast::bind_front_handler(&session::on_read_header, shared_from_this()));
+    }
+
+    void on_read_header(beast::error_code ec, std::size_t) {
+        if (ec == http::error::end_of_stream)
+            return do_close();
+        if (ec == http::error::header_limit)
+            return send_error(431,
+                              error_body("header_too_large",
+                                         "the request header is too "
+                                         "large"),
+                              true);
+        if (ec == http::error::body_limit)
+            return send_error(413, error_body("body_too_large", "the body is limited to 1 MiB"),
+                              true);
+        if (ec == http::error::bad_method || ec == http::error::bad_target ||
+            ec == http::error::bad_version || ec == http::error::bad_field ||
+            ec == http::error::bad_value || ec == http::error::bad_line_ending ||
+            ec == http::error::bad_content_length || ec == http::error::bad_transfer_encoding ||
+            ec == http::error::bad_chunk)
+            return send_error(400, error_body("bad_request", "malformed HTTP request"), true);
+        if (ec)
+            return fail(ec, "read");
+
+        // Authentication before anything else, even before the body is read.
+        const auto& req = parser_->get();
+        auto token = auth::bearer_token(req[http::field::authorization]);
+        if (!token || !auth::digests_equal(auth::sha256(*token), state_->token_digest)) {
+            // An unread body cannot be skipped safely: answer and close.
+            return send_error(401,
+                              error_body("unauthorized",
+                                         "Authorization: Bearer <ADMIN_TOKEN> "
+                                         "is required"),
+                              !parser_->is_done(), true);
+        }
+        if (parser_->is_done())
+            return on_request();
+        stream_.expires_after(io_timeout);
+        http::async_read(stream_, buffer_, *parser_,
+                         beast::bind_front_handler(&session::on_read_body, shared_from_this()));
+    }
+
+    void on_read_body(beast::error_code ec, std::size_t) {
+        if (ec == http::error::body_limit)
+            return send_error(413, error_body("body_too_large", "the body is limited to 1 MiB"),
+                              true);
+        if (ec)
+            return fail(ec, "read body");
+        on_request();
+    }
+
+    void on_request() {
+        auto req = parser_->release();
+        parser_.reset();
+        keep_alive_ = req.keep_alive();
+        version_ = req.version();
+        api_request r;
+        r.method = req.method();
+        r.target = std::string(req.target());
+        r.content_type = std::string(req[http::field::content_type]);
+        r.body = std::move(req.body());
+        // No read is pending while the API works: the answer comes back on this thread.
+        stream_.expires_never();
+        state_->api->handle(std::move(r), [self = shared_from_this()](api_response res) {
+            self->send(std::move(res), false, false);
+        });
+    }
+
+    void send_error(unsigned status, json body, bool close, bool unauthorized = false) {
+        if (parser_)
+            version_ = parser_->get().version() ? parser_->get().version() : 11;
+        api_response r;
+        r.status = status;
+        r.body = std::move(body);
+        send(std::move(r), close, unauthorized);
+    }
+
+    void send(api_response r, bool close, bool unauthorized) {
+        res_.emplace();
+        res_->version(version_ == 10 ? 10 : 11);
+        res_->result(r.status);
+        res_->set(http::field::server, "ratelimit-proxy-admin");
+        res_->set(http::field::content_type, "application/json");
+        res_->set(http::field::cache_control, "no-store");
+        if (!r.allow.empty())
+            res_->set(http::field::allow, r.allow);
+        if (unauthorized)
+            res_->set(http::field::www_authenticate, "Bearer realm=\"admin\"");
+        res_->body() = r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+        close_ = close || !keep_alive_;
+        res_->keep_alive(!close_);
+        res_->prepare_payload();
+        stream_.expires_after(io_timeout);
+        http::async_write(stream_, *res_,
+                          beast::bind_front_handler(&session::on_write, shared_from_this()));
+    }
+
+    void on_write(beast::error_code ec, std::size_t) {
+        if (ec)
+            return fail(ec, "write");
+        res_.reset();
+        if (close_)
+            return do_close();
+        keep_alive_ = true;
+        do_read();
+    }
+
+    // Lingering close: after our FIN, read and drop what the client still sends (an unread
+    // body after a 401, say) for a moment, so closing never turns into a reset that could
+    // destroy the answer before the client has read it.
+    void do_close() {
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        if (ec)
+            return;
+        stream_.expires_after(linger_timeout);
+        do_linger();
+    }
+
+    void do_linger() {
+        stream_.async_read_some(asio::buffer(linger_buffer_),
+                                [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                    self->lingered_ += n;
+                                    if (ec || self->lingered_ > body_limit)
+                                        return self->stream_.close();
+                                    self->do_linger();
+                                });
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    std::shared_ptr<const shared_state> state_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    std::optional<http::response<http::string_body>> res_;
+    std::array<char, 4096> linger_buffer_{};
+    std::uint64_t lingered_ = 0;
+    unsigned version_ = 11;
+    bool keep_alive_ = true;
+    bool close_ = false;
+};
+
+}  // namespace
+
+class admin_server::impl : public std::enable_shared_from_this<admin_server::impl> {
+  public:
+    impl(asio::io_context& io, const config::settings& file,
+         std::shared_ptr<control_plane::impl> rules)
+        : io_(io), acceptor_(io), retry_(io), bind_address_(file.admin.bind_address) {
+        if (file.admin.token.empty())
+            return;
+        auto state = std::make_shared<shared_state>();
+        state->token_digest = auth::sha256(file.admin.token);
+        state->api = std::make_shared<admin_api>(std::move(rules), file.redis.key_prefix);
+        state_ = std::move(state);
+    }
+
+    void start() {
+        if (!state_) {
+            spdlog::warn("admin API disabled: ADMIN_TOKEN not set");
+            return;
+        }
+        const auto endpoint = parse_endpoint(bind_address_);
+        beast::error_code ec;
+        acceptor_.open(endpoint.protocol(), ec);
+        if (!ec)
+            acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+        if (!ec)
+            acceptor_.bind(endpoint, ec);
+        if (!ec)
+            acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) {
+            beast::error_code ignored;
+            acceptor_.close(ignored);
+            throw std::runtime_error("admin API cannot listen on " + bind_address_ + ": " +
+                                     ec.message());
+        }
+        spdlog::info("admin API listening on {}", bind_address_);
+        asio::dispatch(io_, [self = shared_from_this()] { self->do_accept(); });
+    }
+
+    void stop() {
+        asio::dispatch(io_, [self = shared_from_this()] {
+            self->stopped_ = true;
+            beast::error_code ec;
+            self->acceptor_.close(ec);
+            self->retry_.cancel();
+            for (auto& w : self->sessions_)
+                if (auto s = w.lock())
+                    s->close();
+            self->sessions_.clear();
+        });
+    }
+
+  private:
+    void do_accept() {
+        if (stopped_)
+            return;
+        // Sessions live on the control io_context itself (one thread), like the API.
+        acceptor_.async_accept(beast::bind_front_handler(&impl::on_accept, shared_from_this()));
+    }
+
+    void on_accept(beast::error_code ec, tcp::socket socket) {
+        if (stopped_)
+            return;
+        if (ec) {
+            fail(ec, "accept");
+            if (ec == asio::error::operation_aborted)
+                return;
+            // Out of descriptors, say: try again in a moment rather than spin.
+            retry_.expires_after(std::chrono::milliseconds(100));
+            retry_.async_wait([self = shared_from_this()](beast::error_code e) {
+                if (!e)
+                    self->do_accept();
+            });
+            return;
+        } else {
+            sessions_.remove_if([](const std::weak_ptr<session>& w) { return w.expired(); });
+            if (sessions_.size() >= max_sessions) {
+                beast::error_code ignored;
+                socket.close(ignored);
+            } else {
+                auto s = std::make_shared<session>(std::move(socket), state_);
+                sessions_.push_back(s);
+                s->run();
+            }
+        }
+        do_accept();
+    }
+
+    asio::io_context& io_;
+    tcp::acceptor acceptor_;
+    asio::steady_timer retry_;
+    std::string bind_address_;
+    std::shared_ptr<const shared_state> state_;
+    std::list<std::weak_ptr<session>> sessions_;
+    bool stopped_ = false;
+};
+
+admin_server::admin_server(asio::io_context& io, const config::settings& file, control_plane& rules)
+    : impl_(std::make_shared<impl>(io, file, rules.impl_)) {}
+
+admin_server::~admin_server() = default;
+
+void admin_server::start() {
+    impl_->start();
+}
+
+void admin_server::stop() {
+    impl_->stop();
+}
+
+}  // namespace ratelimit_proxy::admin

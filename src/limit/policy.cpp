@@ -1,0 +1,139 @@
+#include "ratelimit_proxy/limit/policy.hpp"
+
+#include <array>
+#include <utility>
+
+namespace ratelimit_proxy::limit {
+
+namespace {
+
+constexpr std::array<std::pair<algorithm, std::string_view>, 4> algorithm_names{{
+    {algorithm::token_bucket, "token_bucket"},
+    {algorithm::gcra, "gcra"},
+    {algorithm::sliding_window, "sliding_window"},
+    {algorithm::fixed_window, "fixed_window"},
+}};
+
+constexpr std::array<std::pair<key_kind, std::string_view>, 4> key_names{{
+    {key_kind::global, "global"},
+    {key_kind::client_ip, "ip"},
+    {key_kind::token, "token"},
+    {key_kind::token_route, "token_route"},
+}};
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+// The path without query or fragment, percent-decoded except %2F: an encoded slash is data
+// inside a segment, not a separator, so "/api%2Fadmin" is one segment (as most upstreams
+// route it). Malformed escapes stay as they are.
+std::string decode_path(std::string_view path) {
+    path = path.substr(0, path.find_first_of("?#"));
+    std::string out;
+    out.reserve(path.size());
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        if (path[i] == '%' && i + 2 < path.size()) {
+            int hi = hex_value(path[i + 1]);
+            int lo = hex_value(path[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                char c = static_cast<char>(hi * 16 + lo);
+                if (c == '/')
+                    out += "%2F";  // one spelling, whatever the client's case
+                else
+                    out += c;
+                i += 2;
+                continue;
+            }
+        }
+        out += path[i];
+    }
+    return out;
+}
+
+}  // namespace
+
+bool policy::matches(std::string_view method, std::string_view path) const {
+    if (!match.method.empty() && method != match.method)
+        return false;
+    const std::string& prefix = match.path_prefix;
+    if (prefix.empty())
+        return true;
+    std::string decoded = decode_path(path);
+    if (decoded.compare(0, prefix.size(), prefix) != 0)
+        return false;
+    // On a segment boundary: "/api/chat" matches "/api/chat" and "/api/chat/x", not
+    // "/api/chatx"; a prefix ending in "/" already ends a segment.
+    return decoded.size() == prefix.size() || prefix.back() == '/' || decoded[prefix.size()] == '/';
+}
+
+std::string_view to_string(algorithm a) {
+    for (const auto& [value, name] : algorithm_names)
+        if (value == a)
+            return name;
+    return "unknown";
+}
+
+std::string_view to_string(key_kind k) {
+    for (const auto& [value, name] : key_names)
+        if (value == k)
+            return name;
+    return "unknown";
+}
+
+std::optional<algorithm> algorithm_from(std::string_view s) {
+    for (const auto& [value, name] : algorithm_names)
+        if (name == s)
+            return value;
+    return std::nullopt;
+}
+
+std::optional<key_kind> key_kind_from(std::string_view s) {
+    for (const auto& [value, name] : key_names)
+        if (name == s)
+            return value;
+    return std::nullopt;
+}
+
+std::string bucket_key(std::string_view key_prefix, std::string_view policy_name,
+                       std::string_view bucket) {
+    std::string key;
+    key.reserve(key_prefix.size() + policy_name.size() + bucket.size() + 8);
+    key += '{';
+    key += key_prefix;
+    key += "}:rl:";
+    key += policy_name;
+    key += ':';
+    key += bucket;
+    return key;
+}
+
+std::string bucket_id(key_kind k, std::string_view token_id, std::string_view client_address,
+                      std::string_view method, std::string_view path) {
+    switch (k) {
+        case key_kind::global:
+            return "global";
+        case key_kind::client_ip:
+            return std::string(client_address);
+        case key_kind::token:
+            return std::string(token_id);
+        case key_kind::token_route: {
+            // Decoded as for matching, so "/api/chat" and "/api/ch%61t" share one bucket.
+            std::string id(token_id);
+            id += ' ';
+            id += method;
+            id += ' ';
+            id += decode_path(path);
+            return id;
+        }
+    }
+    return "global";
+}
+
+}  // namespace ratelimit_proxy::limit

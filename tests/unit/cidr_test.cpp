@@ -1,0 +1,129 @@
+#include <gtest/gtest.h>
+
+#include <boost/asio/ip/address.hpp>
+
+#include <stdexcept>
+
+#include "ratelimit_proxy/proxy/cidr.hpp"
+
+namespace proxy = ratelimit_proxy::proxy;
+using boost::asio::ip::make_address;
+
+namespace {
+
+class CidrTest : public ::testing::Test {
+  protected:
+    static proxy::cidr_set set_of(std::initializer_list<const char*> cidrs) {
+        proxy::cidr_set s;
+        for (const char* c : cidrs)
+            s.add(c);
+        return s;
+    }
+    static std::string resolve(const char* peer, std::string_view xff,
+                               const proxy::cidr_set& trusted) {
+        return proxy::resolve_client_address(make_address(peer), xff, trusted).to_string();
+    }
+};
+
+}  // namespace
+
+TEST_F(CidrTest, MatchesAddressesInsideTheNetworkOnly) {
+    auto s = set_of({"10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"});
+    EXPECT_TRUE(s.contains(make_address("10.255.1.2")));
+    EXPECT_TRUE(s.contains(make_address("192.168.1.77")));
+    EXPECT_FALSE(s.contains(make_address("192.168.2.1")));
+    EXPECT_FALSE(s.contains(make_address("11.0.0.1")));
+    EXPECT_TRUE(s.contains(make_address("2001:db8:ffff::1")));
+    EXPECT_FALSE(s.contains(make_address("2001:db9::1")));
+}
+
+TEST_F(CidrTest, PrefixesThatAreNotWholeBytesCompareTheRightBits) {
+    auto s = set_of({"172.16.0.0/12"});
+    EXPECT_TRUE(s.contains(make_address("172.16.0.1")));
+    EXPECT_TRUE(s.contains(make_address("172.31.255.255")));
+    EXPECT_FALSE(s.contains(make_address("172.32.0.0")));
+    EXPECT_FALSE(s.contains(make_address("172.15.255.255")));
+}
+
+TEST_F(CidrTest, BareAddressIsASingleHostAndSlashZeroIsEverything) {
+    auto host = set_of({"203.0.113.9", "::1"});
+    EXPECT_TRUE(host.contains(make_address("203.0.113.9")));
+    EXPECT_FALSE(host.contains(make_address("203.0.113.10")));
+    EXPECT_TRUE(host.contains(make_address("::1")));
+    auto all = set_of({"0.0.0.0/0"});
+    EXPECT_TRUE(all.contains(make_address("8.8.8.8")));
+    EXPECT_FALSE(all.contains(make_address("2001:db8::1")));  // IPv4 networks hold no IPv6
+}
+
+TEST_F(CidrTest, HostBitsAreMaskedNotRejected) {
+    auto s = set_of({"10.1.2.3/8"});
+    EXPECT_TRUE(s.contains(make_address("10.200.0.1")));
+}
+
+TEST_F(CidrTest, Ipv4MappedIpv6MatchesIpv4Networks) {
+    auto s = set_of({"10.0.0.0/8"});
+    EXPECT_TRUE(s.contains(make_address("::ffff:10.1.2.3")));
+    EXPECT_FALSE(s.contains(make_address("::ffff:11.1.2.3")));
+    // And a mapped network means the IPv4 one.
+    auto mapped = set_of({"::ffff:192.168.0.0/112"});
+    EXPECT_TRUE(mapped.contains(make_address("192.168.4.5")));
+    EXPECT_FALSE(mapped.contains(make_address("192.169.0.1")));
+}
+
+TEST_F(CidrTest, RejectsMalformedNetworksWithTheTextInTheMessage) {
+    for (const char* bad : {"", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8x",
+                            "10.0.0/8", "example.com", "10.0.0.0 /8", "/8"}) {
+        proxy::cidr_set s;
+        try {
+            s.add(bad);
+            ADD_FAILURE() << "accepted \"" << bad << "\"";
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+        }
+        EXPECT_TRUE(s.empty()) << bad;
+    }
+}
+
+TEST_F(CidrTest, WithoutTrustedProxiesThePeerIsTheClient) {
+    proxy::cidr_set none;
+    EXPECT_EQ(resolve("198.51.100.7", "1.2.3.4", none), "198.51.100.7");
+}
+
+TEST_F(CidrTest, SpoofedForwardedForFromAnUntrustedPeerIsIgnored) {
+    auto trusted = set_of({"10.0.0.0/8"});
+    EXPECT_EQ(resolve("198.51.100.7", "1.2.3.4, 10.0.0.1", trusted), "198.51.100.7");
+}
+
+TEST_F(CidrTest, TrustedPeerVouchesForTheAddressItAppended) {
+    auto trusted = set_of({"10.0.0.0/8"});
+    EXPECT_EQ(resolve("10.0.0.2", "203.0.113.5", trusted), "203.0.113.5");
+    // No header at all: the proxy itself is the client.
+    EXPECT_EQ(resolve("10.0.0.2", "", trusted), "10.0.0.2");
+}
+
+TEST_F(CidrTest, WalksTrustedHopsFromTheRightAndStopsAtTheFirstUntrusted) {
+    auto trusted = set_of({"10.0.0.0/8", "2001:db8::/32"});
+    // The client claimed 6.6.6.6 itself; 203.0.113.5 is what the first trusted hop saw.
+    EXPECT_EQ(resolve("10.0.0.2", "6.6.6.6, 203.0.113.5, 10.1.1.1,2001:db8::9", trusted),
+              "203.0.113.5");
+}
+
+TEST_F(CidrTest, AllHopsTrustedGivesTheLeftmost) {
+    auto trusted = set_of({"10.0.0.0/8"});
+    EXPECT_EQ(resolve("10.0.0.2", "10.9.9.9, 10.1.1.1", trusted), "10.9.9.9");
+}
+
+TEST_F(CidrTest, GarbageEntryStopsTheWalkAtTheLastGoodAddress) {
+    auto trusted = set_of({"10.0.0.0/8"});
+    EXPECT_EQ(resolve("10.0.0.2", "203.0.113.5, unknown", trusted), "10.0.0.2");
+    EXPECT_EQ(resolve("10.0.0.2", "203.0.113.5, garbage, 10.1.1.1", trusted), "10.1.1.1");
+    EXPECT_EQ(resolve("10.0.0.2", "1.2.3.4:80", trusted), "10.0.0.2");
+    // Empty entries (an empty header line joined with ",") carry nothing and are skipped.
+    EXPECT_EQ(resolve("10.0.0.2", "203.0.113.5, ,", trusted), "203.0.113.5");
+}
+
+TEST_F(CidrTest, MappedPeerAndEntriesResolveToPlainIpv4) {
+    auto trusted = set_of({"10.0.0.0/8"});
+    EXPECT_EQ(resolve("::ffff:10.0.0.2", "::ffff:203.0.113.5", trusted), "203.0.113.5");
+    EXPECT_EQ(resolve("::ffff:198.51.100.7", "", proxy::cidr_set{}), "198.51.100.7");
+}
