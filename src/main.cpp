@@ -18,8 +18,10 @@ namespace {
 constexpr const char* usage = R"(Usage: ratelimit-proxy [--config FILE] [--check-config]
        ratelimit-proxy --help | --version
 
-A reverse proxy that authenticates bearer tokens from POST /register, rate limits each token
-with a Redis token bucket, and relays /api/* to TARGET_API_URL with TARGET_API_KEY injected.
+A reverse proxy that authenticates bearer tokens from POST /register, checks every request
+against its rate limit policies in one Redis call, and relays /api/* to TARGET_API_URL with
+TARGET_API_KEY injected. Policies, tiers and lists come from the config file (SIGHUP reloads
+it) and from the admin API.
 
 Options:
   --config FILE    JSON configuration (see config/ratelimit-proxy.json); the environment
@@ -34,11 +36,23 @@ Environment:
   TARGET_API_KEY_HEADER  header carrying the key (default Authorization)
   TARGET_API_KEY_FORMAT  its value, {key} replaced (default "Bearer {key}")
   TARGET_CA_FILE         extra CA certificates (PEM) to verify the upstream with
-  RATE_LIMIT             requests per minute per token (default 60)
-  BURST                  bucket capacity (default RATE_LIMIT)
+  RATE_LIMIT             requests per minute per token (default 60), when the config file
+                         has no "policies"
+  BURST                  bucket capacity (default RATE_LIMIT), likewise
+  FALLBACK_INSTANCES     instances sharing the Redis: each holds limit/N while it is away
+  FAIL_CLOSED            true: answer 503 while Redis is away instead of limiting locally
   REDIS_URL              redis://[:password@]host[:port][/db] (default redis://127.0.0.1:6379)
+  REDIS_TIMEOUT_MS       longest wait for one Redis reply (default 50)
+  STORE                  redis (default) or memory: limits kept in this process only
   BIND_ADDRESS           host:port to listen on (default 127.0.0.1:3000)
   THREADS                worker threads (default: number of cores)
+  TRUSTED_PROXIES        CIDRs whose X-Forwarded-For is believed (comma-separated)
+  DEFAULT_TIER           tier of newly registered tokens (default "default")
+  SHADOW_MODE            true: decide and log every limit, enforce none
+  REGISTRATION_MODE      open (default), secret or closed
+  REGISTRATION_SECRET    with mode secret: the X-Registration-Secret clients must send
+  ADMIN_TOKEN            bearer token of the admin API (unset: the admin API is off)
+  ADMIN_BIND_ADDRESS     host:port of the admin API (default 127.0.0.1:3001)
   LOG_LEVEL              trace, debug, info, warn, error, critical, off (default info)
 
 Exit codes: 0 clean shutdown, 1 runtime failure (e.g. the port is taken), 2 bad configuration.
@@ -101,8 +115,9 @@ int main(int argc, char** argv) {
     }
     if (check_only) {
         std::cout << "configuration ok: upstream " << settings.upstream.url << ", "
-                  << settings.policies.size() << " polic" << (settings.policies.size() == 1 ? "y" : "ies")
-                  << ", listening on " << settings.server.bind_address << "\n";
+                  << settings.policies.size() << " polic"
+                  << (settings.policies.size() == 1 ? "y" : "ies") << ", listening on "
+                  << settings.server.bind_address << "\n";
         return 0;
     }
 

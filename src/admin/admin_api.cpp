@@ -44,15 +44,6 @@ bool is_json_media_type(std::string_view content_type) {
     return iequals(trim(content_type.substr(0, semi)), "application/json");
 }
 
-// Names the admin API creates: they end up in Redis keys and log lines.
-bool valid_name(std::string_view name) {
-    if (name.empty() || name.size() > 64)
-        return false;
-    return std::ranges::all_of(name, [](char ch) {
-        return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.';
-    });
-}
-
 bool is_lower_hex(std::string_view s) {
     return std::ranges::all_of(
         s, [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); });
@@ -432,7 +423,7 @@ void admin_api::get_policy(const std::shared_ptr<context>& c, const std::string&
 }
 
 void admin_api::put_policy(const std::shared_ptr<context>& c, const std::string& name) {
-    if (!valid_name(name))
+    if (!config::is_valid_name(name))
         return c->reply(
             400, error_body("invalid", "a policy name is 1 to 64 letters, digits, '_', '-', '.'",
                             "name"));
@@ -515,7 +506,7 @@ void admin_api::get_tier(const std::shared_ptr<context>& c, const std::string& n
 }
 
 void admin_api::put_tier(const std::shared_ptr<context>& c, const std::string& name) {
-    if (!valid_name(name))
+    if (!config::is_valid_name(name))
         return c->reply(
             400,
             error_body("invalid", "a tier name is 1 to 64 letters, digits, '_', '-', '.'", "name"));

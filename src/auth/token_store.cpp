@@ -20,12 +20,12 @@ std::string now_epoch_millis() {
         duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 std::shared_ptr<const limit::token_overrides> parse_overrides(const redis::reply& r,
-                                                             std::string_view id) {
+                                                              std::string_view id) {
     if (r.type != redis::reply_type::string || r.str.empty())
         return nullptr;
     try {
-        return std::make_shared<const limit::token_overrides>(config::token_overrides_from_json(
-            nlohmann::json::parse(r.str), "overrides"));
+        return std::make_shared<const limit::token_overrides>(
+            config::token_overrides_from_json(nlohmann::json::parse(r.str), "overrides"));
     } catch (const std::exception& e) {
         // Written by the admin API, which validates: only a hand edit gets here.
         spdlog::warn("token {}: ignoring unreadable overrides: {}", id, e.what());
@@ -172,8 +172,8 @@ void token_store::issue(const std::string& tier,
     const std::string key = key_for(d);
     const std::string hex = to_hex(d);
     const std::string created = now_epoch_millis();
-    const std::string_view args[] = {"HSET", key,       "digest",     hex,
-                                     "tier", tier,      "created_at", created};
+    const std::string_view args[] = {"HSET", key,  "digest",     hex,
+                                     "tier", tier, "created_at", created};
     if (!breaker_.allow()) {
         done(std::nullopt);
         return;

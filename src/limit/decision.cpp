@@ -16,7 +16,8 @@ void decision::choose_tightest() {
         bool better;
         if (!allowed) {
             // The denial that lasts longest is the one the client must wait for.
-            better = !r.allowed && (best.allowed || r.retry_after_seconds > best.retry_after_seconds);
+            better =
+                !r.allowed && (best.allowed || r.retry_after_seconds > best.retry_after_seconds);
         } else {
             better = r.remaining < best.remaining ||
                      (r.remaining == best.remaining && r.reset_seconds > best.reset_seconds);

@@ -32,13 +32,16 @@ void load_monitor::evaluate(std::chrono::steady_clock::time_point now) {
     bool struggling = false;
     if (requests >= rule_.min_requests && requests > 0) {
         const double error_rate = static_cast<double>(failures) / static_cast<double>(requests);
-        const double mean_ms = static_cast<double>(latency_us) / 1000.0 / static_cast<double>(requests);
-        struggling = error_rate >= rule_.error_rate ||
-                     (rule_.latency.count() > 0 && mean_ms >= static_cast<double>(rule_.latency.count()));
+        const double mean_ms =
+            static_cast<double>(latency_us) / 1000.0 / static_cast<double>(requests);
+        struggling =
+            error_rate >= rule_.error_rate ||
+            (rule_.latency.count() > 0 && mean_ms >= static_cast<double>(rule_.latency.count()));
         if (struggling && factor() == 1)
-            spdlog::warn("upstream struggling ({} of {} requests failed, mean {:.0f} ms over the "
-                         "last {} ms): limits scaled by {}",
-                         failures, requests, mean_ms, rule_.window.count(), rule_.scale);
+            spdlog::warn(
+                "upstream struggling ({} of {} requests failed, mean {:.0f} ms over the "
+                "last {} ms): limits scaled by {}",
+                failures, requests, mean_ms, rule_.window.count(), rule_.scale);
     }
     if (!struggling && factor() < 1)
         spdlog::info("upstream recovered: limits back to normal");

@@ -98,8 +98,9 @@ struct server::impl {
             if (reload_file) {
                 try {
                     rules.reload_file(reload_file());
-                    spdlog::info("SIGHUP: configuration reloaded (policies, tiers, access lists, "
-                                 "registration; other settings need a restart)");
+                    spdlog::info(
+                        "SIGHUP: configuration reloaded (policies, tiers, access lists, "
+                        "registration; other settings need a restart)");
                 } catch (const config::config_error& e) {
                     spdlog::error("SIGHUP: configuration not reloaded, the running one stays: {}",
                                   e.what());
@@ -214,12 +215,12 @@ int server::run() {
                 std::make_shared<listener>(raw.front()->io(), parse_endpoint(s.server.bind_address),
                                            raw, s.server.max_connections);
             asio::post(raw.front()->io(), [l = impl_->accept] { l->run(); });
-            spdlog::info("ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "
-                         "{} polic(ies), store {}",
-                         RLP_VERSION, s.server.bind_address, threads,
-                         impl_->context.upstream.tls ? "https" : "http",
-                         impl_->context.upstream.host_header, impl_->context.upstream.base_path,
-                         initial_rules->policies().size(), s.store);
+            spdlog::info(
+                "ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "
+                "{} polic(ies), store {}",
+                RLP_VERSION, s.server.bind_address, threads,
+                impl_->context.upstream.tls ? "https" : "http", impl_->context.upstream.host_header,
+                impl_->context.upstream.base_path, initial_rules->policies().size(), s.store);
         }
     } catch (const std::exception& e) {
         spdlog::critical("cannot listen on {}: {}", s.server.bind_address, e.what());

@@ -128,6 +128,30 @@ void session::close() {
 void session::do_read_header() {
     if (draining_ || closed_)
         return close();
+    if (buffer_.size() > 0) {
+        prepare_parser();
+        return read_rest_of_header();
+    }
+    // An idle keep-alive connection holds no buffer and no parser: the first bytes land in
+    // the small watch buffer, which is free between exchanges. 10,000 idle clients then cost
+    // little more than their sockets.
+    parser_.reset();
+    exchange_.reset();
+    buffer_.clear();
+    buffer_.shrink_to_fit();
+    rules_.reset();
+    // Two deadlines: an idle keep-alive connection may wait idle_timeout for its next request,
+    // but once the first byte is in the whole header must follow within header_timeout, so a
+    // client trickling a header (slowloris) cannot hold the connection for long.
+    idle_ = true;
+    stream_.expires_after(owner_.context().settings.server.idle_timeout);
+    stream_.async_read_some(asio::buffer(watch_buffer_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                self->on_first_bytes(ec, n);
+                            });
+}
+
+void session::prepare_parser() {
     const auto& s = owner_.context().settings.server;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(s.max_header_bytes));
@@ -137,17 +161,6 @@ void session::do_read_header() {
     } else {
         parser_->body_limit(boost::none);
     }
-    if (buffer_.size() > 0)
-        return read_rest_of_header();
-    // Two deadlines: an idle keep-alive connection may wait idle_timeout for its next request,
-    // but once the first byte is in the whole header must follow within header_timeout, so a
-    // client trickling a header (slowloris) cannot hold the connection for long.
-    idle_ = true;
-    stream_.expires_after(s.idle_timeout);
-    stream_.async_read_some(buffer_.prepare(first_read_size),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                                self->on_first_bytes(ec, n);
-                            });
 }
 
 void session::on_first_bytes(beast::error_code ec, std::size_t n) {
@@ -156,7 +169,10 @@ void session::on_first_bytes(beast::error_code ec, std::size_t n) {
         fail(ec, "wait for request");
         return close();
     }
+    auto dst = buffer_.prepare(std::max(n, first_read_size));
+    std::memcpy(dst.data(), watch_buffer_.data(), n);
     buffer_.commit(n);
+    prepare_parser();
     read_rest_of_header();
 }
 
@@ -340,13 +356,13 @@ void session::on_register_decision(limit::decision&& d) {
                               limit_headers_->retry_after + " seconds");
     }
     limit_headers_.reset();
-    owner_.tokens().issue(rules_->default_tier(), [self = shared_from_this()](
-                                                      std::optional<std::string> token) {
-        if (!token)
-            return self->send_local(http::status::service_unavailable, "unavailable",
-                                    "cannot store the token: Redis is unreachable");
-        self->send_json(http::status::created, "{\"token\":\"" + *token + "\"}");
-    });
+    owner_.tokens().issue(
+        rules_->default_tier(), [self = shared_from_this()](std::optional<std::string> token) {
+            if (!token)
+                return self->send_local(http::status::service_unavailable, "unavailable",
+                                        "cannot store the token: Redis is unreachable");
+            self->send_json(http::status::created, "{\"token\":\"" + *token + "\"}");
+        });
 }
 
 void session::handle_api() {
@@ -429,9 +445,9 @@ void session::check_limit() {
 void session::add_check_item(const limit::policy& p, double scale) {
     auto& item = items_.emplace_back();
     item.source = &p;
-    item.key = limit::bucket_key(
-        owner_.context().settings.redis.key_prefix, p.name,
-        limit::bucket_id(p.key, identity_.id, resolved_client_, method_, path_));
+    item.key =
+        limit::bucket_key(owner_.context().settings.redis.key_prefix, p.name,
+                          limit::bucket_id(p.key, identity_.id, resolved_client_, method_, path_));
     item.numbers = p.numbers;
     if (identity_.overrides) {
         if (auto it = identity_.overrides->find(p.name); it != identity_.overrides->end())
@@ -537,17 +553,19 @@ void session::on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_
         return upstream_failed(ec, "connect");
     upstream_ = std::move(conn);
     upstream_reused_ = reused;
+    if (!exchange_)
+        exchange_ = std::make_unique<exchange_state>();
     request_sent_ = false;
     upstream_keep_alive_ = false;
     if (!body_buffer_)
         body_buffer_ = owner_.take_buffer();
-    request_serializer_.emplace(parser_->get());
+    exchange_->request_serializer.emplace(parser_->get());
     auto& body = parser_->get().body();
     body.data = nullptr;
     body.size = 0;
     body.more = request_has_body_;
     upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
-    upstream_->write_header(*request_serializer_,
+    upstream_->write_header(*exchange_->request_serializer,
                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                 self->on_write_request_header(ec);
                             });
@@ -565,8 +583,8 @@ bool session::retry_on_fresh_connection(beast::error_code ec) {
     retried_ = true;
     upstream_->close();
     upstream_.reset();
-    request_serializer_.reset();
-    response_parser_.reset();
+    exchange_->request_serializer.reset();
+    exchange_->response_parser.reset();
     start_upstream(true);
     return true;
 }
@@ -653,7 +671,7 @@ void session::on_read_request_body(beast::error_code ec) {
 
 void session::do_write_request_body() {
     upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
-    upstream_->write(*request_serializer_,
+    upstream_->write(*exchange_->request_serializer,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                          self->on_write_request_body(ec);
                      });
@@ -666,7 +684,7 @@ void session::on_write_request_body(beast::error_code ec) {
         ec = {};
     if (ec)
         return upstream_failed(ec, "write request body");
-    if (request_serializer_->is_done()) {
+    if (exchange_->request_serializer->is_done()) {
         request_sent_ = true;
         return do_read_response_header();
     }
@@ -682,13 +700,13 @@ void session::on_write_request_body(beast::error_code ec) {
 
 void session::do_read_response_header() {
     watch_client();
-    response_parser_.emplace();
-    response_parser_->body_limit(boost::none);
-    response_parser_->header_limit(64 * 1024);
+    exchange_->response_parser.emplace();
+    exchange_->response_parser->body_limit(boost::none);
+    exchange_->response_parser->header_limit(64 * 1024);
     if (parser_->get().method() == http::verb::head)
-        response_parser_->skip(true);
+        exchange_->response_parser->skip(true);
     upstream_->expires_after(owner_.context().settings.upstream.response_timeout);
-    upstream_->read_header(*response_parser_,
+    upstream_->read_header(*exchange_->response_parser,
                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                self->on_read_response_header(ec);
                            });
@@ -702,7 +720,7 @@ void session::on_read_response_header(beast::error_code ec) {
             return;
         return upstream_failed(ec, "read response header");
     }
-    auto& res = response_parser_->get();
+    auto& res = exchange_->response_parser->get();
     // Interim responses (100 Continue, 103 Early Hints) are not relayed; wait for the final one.
     if (res.result_int() >= 100 && res.result_int() < 200 &&
         res.result() != http::status::switching_protocols)
@@ -715,11 +733,12 @@ void session::on_read_response_header(beast::error_code ec) {
     proxy::rewrite_response(res);
     if (limit_headers_)
         set_limit_headers(res, *limit_headers_);
-    owner_.context().load->record(owner_.index(), res.result_int() >= 500,
-                                  std::chrono::duration_cast<std::chrono::microseconds>(upstream_time_));
+    owner_.context().load->record(
+        owner_.index(), res.result_int() >= 500,
+        std::chrono::duration_cast<std::chrono::microseconds>(upstream_time_));
     const unsigned version = client_version_;
     res.version(version);
-    const bool body_expected = !response_parser_->is_done() || has_length;
+    const bool body_expected = !exchange_->response_parser->is_done() || has_length;
     if (has_length) {
         // Content-Length stays as the upstream sent it.
     } else if (body_expected || upstream_chunked) {
@@ -735,10 +754,10 @@ void session::on_read_response_header(beast::error_code ec) {
     auto& body = res.body();
     body.data = nullptr;
     body.size = 0;
-    body.more = !response_parser_->is_done();
-    response_serializer_.emplace(res);
+    body.more = !exchange_->response_parser->is_done();
+    exchange_->response_serializer.emplace(res);
     stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-    http::async_write_header(stream_, *response_serializer_,
+    http::async_write_header(stream_, *exchange_->response_serializer,
                              [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                  self->on_write_response_header(ec);
                              });
@@ -752,15 +771,15 @@ void session::on_write_response_header(beast::error_code ec) {
         log_access(status_);
         return close();
     }
-    if (response_parser_->is_done()) {
-        auto& body = response_parser_->get().body();
+    if (exchange_->response_parser->is_done()) {
+        auto& body = exchange_->response_parser->get().body();
         body.data = nullptr;
         body.size = 0;
         body.more = false;
-        if (response_serializer_->is_done())
+        if (exchange_->response_serializer->is_done())
             return finish_exchange();
         stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-        return http::async_write(stream_, *response_serializer_,
+        return http::async_write(stream_, *exchange_->response_serializer,
                                  [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                      self->on_write_response_body(ec);
                                  });
@@ -769,11 +788,11 @@ void session::on_write_response_header(beast::error_code ec) {
 }
 
 void session::do_read_response_body() {
-    auto& body = response_parser_->get().body();
+    auto& body = exchange_->response_parser->get().body();
     body.data = body_buffer_.get();
     body.size = worker::body_buffer_size;
     upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
-    upstream_->read_some(*response_parser_,
+    upstream_->read_some(*exchange_->response_parser,
                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
                              self->on_read_response_body(ec);
                          });
@@ -792,14 +811,14 @@ void session::on_read_response_body(beast::error_code ec) {
         log_access(status_);
         return close();
     }
-    auto& body = response_parser_->get().body();
+    auto& body = exchange_->response_parser->get().body();
     body.size = worker::body_buffer_size - body.size;
-    if (body.size == 0 && !response_parser_->is_done())
+    if (body.size == 0 && !exchange_->response_parser->is_done())
         return do_read_response_body();
     body.data = body.size ? body_buffer_.get() : nullptr;
-    body.more = !response_parser_->is_done();
+    body.more = !exchange_->response_parser->is_done();
     stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-    http::async_write(stream_, *response_serializer_,
+    http::async_write(stream_, *exchange_->response_serializer,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                           self->on_write_response_body(ec);
                       });
@@ -813,16 +832,16 @@ void session::on_write_response_body(beast::error_code ec) {
         log_access(status_);
         return close();
     }
-    if (response_serializer_->is_done())
+    if (exchange_->response_serializer->is_done())
         return finish_exchange();
-    if (!response_parser_->is_done())
+    if (!exchange_->response_parser->is_done())
         return do_read_response_body();
-    auto& body = response_parser_->get().body();
+    auto& body = exchange_->response_parser->get().body();
     body.data = nullptr;
     body.size = 0;
     body.more = false;
     stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-    http::async_write(stream_, *response_serializer_,
+    http::async_write(stream_, *exchange_->response_serializer,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                           self->on_write_response_body(ec);
                       });
@@ -833,10 +852,10 @@ void session::finish_exchange() {
     // The response to the client carries the client's keep-alive now; the upstream's own was
     // kept aside when its header arrived.
     const bool upstream_reusable =
-        upstream_keep_alive_ && response_parser_->is_done() && request_sent_;
-    response_serializer_.reset();
-    response_parser_.reset();
-    request_serializer_.reset();
+        upstream_keep_alive_ && exchange_->response_parser->is_done() && request_sent_;
+    exchange_->response_serializer.reset();
+    exchange_->response_parser.reset();
+    exchange_->request_serializer.reset();
     if (upstream_reusable) {
         owner_.pool().release(std::move(upstream_));
     } else {
@@ -858,8 +877,7 @@ void session::upstream_failed(beast::error_code ec, const char* what) {
         upstream_->close();
         upstream_.reset();
     }
-    request_serializer_.reset();
-    response_parser_.reset();
+    exchange_.reset();
     // The rest of the client's body is unread: this connection cannot carry another request.
     if (!parser_->is_done())
         client_keep_alive_ = false;
@@ -921,7 +939,9 @@ void session::on_write_local(beast::error_code ec) {
         fail(ec, "write");
         return close();
     }
-    next_request_or_close(local_response_.keep_alive());
+    const bool keep_alive = local_response_.keep_alive();
+    local_response_ = {};  // its fields and body are not needed while idle
+    next_request_or_close(keep_alive);
 }
 
 // While the upstream works on a response, nothing reads from the client, so a client that

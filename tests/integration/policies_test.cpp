@@ -19,7 +19,9 @@ namespace http = boost::beast::http;
 
 namespace {
 
-std::string token_id(const std::string& token) { return sha256_hex(token).substr(0, 16); }
+std::string token_id(const std::string& token) {
+    return sha256_hex(token).substr(0, 16);
+}
 
 class PoliciesTest : public ::testing::Test {
   protected:
@@ -227,6 +229,16 @@ TEST_F(PoliciesTest, EachAlgorithmEnforcesItsBurst) {
     }
 }
 
+TEST_F(PoliciesTest, MemoryStoreLimitsWithoutAskingRedis) {
+    start(R"({"store": "memory", "policies": [{"name": "p", "algorithm": "sliding_window",
+                                                "limit": 3, "window": "hour"}]})");
+    auto token = register_token(proxy->port());
+    EXPECT_EQ(count_allowed(token, 5), 3);
+    const auto stats = redis.command({"INFO", "commandstats"});
+    EXPECT_FALSE(contains(stats, "cmdstat_evalsha")) << stats;
+    EXPECT_FALSE(contains(stats, "cmdstat_eval:")) << stats;
+}
+
 TEST_F(PoliciesTest, RegistrationCanBeClosedOrNeedASecret) {
     start(R"({"registration": {"mode": "closed"}})");
     auto closed = http_request(proxy->port(), http::verb::post, "/register");
@@ -282,17 +294,18 @@ TEST_F(PoliciesTest, LimitsShrinkWhileTheUpstreamFailsAndRecoverAfter) {
 }
 
 TEST_F(PoliciesTest, SighupReloadsPoliciesAndKeepsThemWhenTheFileIsBad) {
-    const std::string path = ::testing::TempDir() + "rlp-reload-" +
-                             std::to_string(::getpid()) + ".json";
+    const std::string path =
+        ::testing::TempDir() + "rlp-reload-" + std::to_string(::getpid()) + ".json";
     auto write = [&](const std::string& text) { std::ofstream(path) << text; };
-    write(R"({"policies": [{"name": "p", "algorithm": "token_bucket", "limit": 2, "window": "hour"}]})");
-    proxy = std::make_unique<proxy_process>(proxy_options{.target_url = upstream.url("/up"),
-                                                          .redis_url = redis.url(),
-                                                          .args = {"--config", path}});
+    write(
+        R"({"policies": [{"name": "p", "algorithm": "token_bucket", "limit": 2, "window": "hour"}]})");
+    proxy = std::make_unique<proxy_process>(proxy_options{
+        .target_url = upstream.url("/up"), .redis_url = redis.url(), .args = {"--config", path}});
     auto token = register_token(proxy->port());
     EXPECT_EQ(header_integer(call(token), "X-RateLimit-Limit"), 2);
 
-    write(R"({"policies": [{"name": "p", "algorithm": "token_bucket", "limit": 7, "window": "hour"}]})");
+    write(
+        R"({"policies": [{"name": "p", "algorithm": "token_bucket", "limit": 7, "window": "hour"}]})");
     ::kill(proxy->pid(), SIGHUP);
     bool reloaded = false;
     for (int i = 0; i < 50 && !reloaded; ++i) {

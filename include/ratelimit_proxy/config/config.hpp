@@ -91,7 +91,8 @@ struct settings {
     admin_settings admin;
     load_aware_settings load_aware;
     std::string log_level = "info";  // LOG_LEVEL: trace debug info warn error critical off
-    std::string store = "redis";     // STORE: "redis" or "memory" (one instance, no Redis)
+    std::string store =
+        "redis";  // STORE: "redis" or "memory" (limits in this process only; tokens stay in Redis)
 
     // Policies and tiers (JSON "policies", "tiers"). Without policies, load() adds one:
     // default_policy(). Without tiers, one tier named default_tier holds every policy.

@@ -51,8 +51,8 @@ struct policy {
     key_kind key = key_kind::token;
     route_match match;
     std::uint32_t cost = 1;
-    bool shadow = false;  // decided, logged and counted, never enforced
-    std::optional<bool> fail_closed;  // unset: the process-wide FAIL_CLOSED
+    bool shadow = false;                        // decided, logged and counted, never enforced
+    std::optional<bool> fail_closed;            // unset: the process-wide FAIL_CLOSED
     std::shared_ptr<policy_counters> counters;  // set when a rule set is built
 
     bool matches(std::string_view method, std::string_view path) const;

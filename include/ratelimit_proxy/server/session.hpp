@@ -41,10 +41,11 @@ class session : public std::enable_shared_from_this<session> {
 
   private:
     using request_parser = http::request_parser<http::buffer_body>;
-    using response_serializer = http::response_serializer<http::buffer_body>;
+    using downstream_serializer = http::response_serializer<http::buffer_body>;
     static constexpr std::size_t first_read_size = 4096;
 
     void do_read_header();
+    void prepare_parser();
     void on_first_bytes(beast::error_code ec, std::size_t n);
     void read_rest_of_header();
     void parse_header();
@@ -124,9 +125,13 @@ class session : public std::enable_shared_from_this<session> {
     bool request_sent_ = false;         // header and whole body are out to the upstream
     bool upstream_keep_alive_ = false;  // the upstream's response allows reuse
     bool retried_ = false;
-    std::optional<proxy::request_serializer> request_serializer_;
-    std::optional<proxy::response_parser> response_parser_;
-    std::optional<response_serializer> response_serializer_;
+    // Only while an upstream exchange runs: kept off the session so an idle connection is small.
+    struct exchange_state {
+        std::optional<proxy::request_serializer> request_serializer;
+        std::optional<proxy::response_parser> response_parser;
+        std::optional<downstream_serializer> response_serializer;
+    };
+    std::unique_ptr<exchange_state> exchange_;
     std::unique_ptr<char[]> body_buffer_;
     std::chrono::steady_clock::time_point upstream_started_;
     std::chrono::steady_clock::duration upstream_time_{};
