@@ -203,7 +203,13 @@ struct admin_api::context {
     }
     // Parses the body as a JSON object into `body`; answers and returns false otherwise.
     bool json_body() {
-        if (!req.body.empty() && !is_json_media_type(req.content_type)) {
+        // `curl -d '{...}'` labels JSON as a form: take it when the body is JSON all the same.
+        const bool form_label =
+            req.content_type.empty() ||
+            iequals(trim(req.content_type.substr(0, req.content_type.find(';'))),
+                    "application/x-www-form-urlencoded");
+        if (!req.body.empty() && !is_json_media_type(req.content_type) &&
+            !(form_label && json::accept(req.body))) {
             reply(415, error_body("unsupported_media_type",
                                   "the body must be JSON (Content-Type: application/json)",
                                   "Content-Type"));
@@ -911,15 +917,22 @@ void admin_api::reset_bucket(const std::shared_ptr<context>& c) {
         return c->reply(404, not_found("policy", *policy, "policy"));
     auto key = limit::bucket_key(prefix_, p->name, *bucket);
     const std::string_view args[] = {"DEL", key};
-    rules_->redis().command(
-        args, [c, key, policy = p->name, bucket = *bucket](redis::outcome o, redis::reply&& r) {
-            if (o != redis::outcome::ok || r.type != redis::reply_type::integer)
-                return c->reply(503, unavailable());
-            spdlog::info("admin API: bucket {} reset", key);
-            c->reply(
-                200,
-                {{"policy", policy}, {"bucket", bucket}, {"key", key}, {"deleted", r.integer > 0}});
-        });
+    auto self = shared_from_this();
+    rules_->redis().command(args, [self, c, key, policy = p->name, bucket = *bucket](
+                                      redis::outcome o, redis::reply&& r) {
+        if (o != redis::outcome::ok || r.type != redis::reply_type::integer)
+            return c->reply(503, unavailable());
+        spdlog::info("admin API: bucket {} reset", key);
+        json out = {
+            {"policy", policy}, {"bucket", bucket}, {"key", key}, {"deleted", r.integer > 0}};
+        // Instances remember keys known to be over their limit until the retry time; the
+        // version bump makes them forget, so the reset takes effect at once everywhere.
+        self->rules_->update([](json&, const limit::rule_set&) {},
+                             [c, out = std::move(out)](update_result u) mutable {
+                                 out["propagated"] = u.status == 200;
+                                 c->reply(200, std::move(out));
+                             });
+    });
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -181,10 +182,12 @@ struct connection::impl : std::enable_shared_from_this<impl> {
             if (!owner)
                 return;
             // Other errors are left for hiredis to discover on the socket itself.
-            if (read)
+            if (read) {
                 redisAsyncHandleRead(ac_);
-            else
+            } else {
+                owner->writes_.fetch_add(1, std::memory_order_relaxed);
                 redisAsyncHandleWrite(ac_);
+            }
             // The context may be gone now; hiredis re-adds interest it still has.
             if (alive_ && wanted)
                 read ? wait_readable() : wait_writable();
@@ -569,6 +572,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
                 static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK)
             return false;
         pending_.push_back({seq, std::move(handler), deadline});
+        commands_.fetch_add(1, std::memory_order_relaxed);
         if (deadline != no_deadline)
             arm_command_timer(deadline);
         return true;
@@ -654,6 +658,10 @@ struct connection::impl : std::enable_shared_from_this<impl> {
     std::deque<pending> pending_;
     std::size_t expired_ = 0;  // pending_[0, expired_) timed out, their replies still due
     std::uint64_t next_seq_ = 0;
+    // Pipelining, observable: commands queued and socket writes that carried them. Atomic
+    // only so another thread may read them.
+    std::atomic<std::uint64_t> commands_{0};
+    std::atomic<std::uint64_t> writes_{0};
     asio::steady_timer command_timer_;
     bool command_timer_armed_ = false;
     asio::steady_timer connect_timer_;
@@ -688,6 +696,11 @@ void connection::stop() {
     // A handler called from stop() may destroy this connection.
     auto keep = impl_;
     keep->stop();
+}
+
+connection::counters connection::stats() const {
+    return {impl_->commands_.load(std::memory_order_relaxed),
+            impl_->writes_.load(std::memory_order_relaxed)};
 }
 
 bool connection::connected() const {

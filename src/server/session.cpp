@@ -430,12 +430,17 @@ void session::check_limit() {
     selected_.clear();
     rules.select(identity_.tier, method_, path_, selected_);
     items_.clear();
-    const double scale = emergency.factor * owner_.context().load->factor();
+    scale_ = emergency.factor * owner_.context().load->factor();
     for (const auto* p : selected_)
-        add_check_item(*p, scale);
+        add_check_item(*p, scale_);
     if (items_.empty()) {
         decision_label_ = "unlimited";
         return forward();
+    }
+    check_started_ = std::chrono::steady_clock::now();
+    if (limit::decision known; owner_.denials().lookup(items_, scale_, check_started_, known)) {
+        decision_label_ = "denied-cached";
+        return on_decision(std::move(known));
     }
     owner_.limiter().check(items_, [self = shared_from_this()](limit::decision&& d) {
         self->on_decision(std::move(d));
@@ -499,7 +504,11 @@ void session::on_decision(limit::decision&& d) {
         limit_headers_ = std::move(headers);
     }
     if (!d.allowed) {
-        decision_label_ = d.decided_locally ? "denied-local" : "denied";
+        if (decision_label_ != std::string_view("denied-cached")) {
+            // Measured from when the check was sent, so it never outlasts the store's answer.
+            owner_.denials().remember(items_, d, scale_, check_started_);
+            decision_label_ = d.decided_locally ? "denied-local" : "denied";
+        }
         return send_local(
             http::status::too_many_requests, "rate_limited",
             "rate limit exceeded; retry after " + limit_headers_->retry_after + " seconds");

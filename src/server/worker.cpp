@@ -58,6 +58,9 @@ void worker::set_rules(std::shared_ptr<const limit::rule_set> rules) {
     register_policy_.numbers.window_seconds = 60;
     register_policy_.numbers.burst = 0;
     register_policy_.fail_closed = false;
+    // A limit, a tier or a bucket may have changed: what was known to be over its limit
+    // may not be any more.
+    denials_.clear();
     if (!first) {
         tokens_.clear_cache();
         // known_tokens is process-wide: worker 0 clears it for everybody.

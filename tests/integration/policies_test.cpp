@@ -229,6 +229,56 @@ TEST_F(PoliciesTest, EachAlgorithmEnforcesItsBurst) {
     }
 }
 
+// The evalsha calls Redis has counted so far.
+long evalsha_calls(const redis_server& redis) {
+    const auto stats = redis.command({"INFO", "commandstats"});
+    const auto at = stats.find("cmdstat_evalsha:calls=");
+    if (at == std::string::npos)
+        return 0;
+    return std::stol(stats.substr(at + std::string("cmdstat_evalsha:calls=").size()));
+}
+
+TEST_F(PoliciesTest, RequestsOverTheLimitAreDeniedWithoutAskingRedisAgain) {
+    start(R"({"policies": [{"name": "p", "algorithm": "token_bucket", "limit": 2,
+                            "window": "hour"}]})");
+    auto token = register_token(proxy->port());
+    EXPECT_EQ(count_allowed(token, 2), 2);
+    const long before = evalsha_calls(redis);
+    for (int i = 0; i < 100; ++i) {
+        auto r = call(token);
+        ASSERT_EQ(r.status, 429u);
+        // The same answer as the store's: the policy, and a retry time counting down.
+        EXPECT_EQ(r.header("RateLimit-Policy"), "\"p\";q=2;w=3600");
+        EXPECT_NEAR(header_integer(r, "Retry-After").value_or(0), 1800, 5);
+    }
+    // At most one store call per worker thread (THREADS=2) learns that the key is over.
+    EXPECT_LE(evalsha_calls(redis) - before, 2) << "Redis calls for 100 denied requests";
+    EXPECT_TRUE(contains(proxy->log(), "decision=denied-cached")) << proxy->log();
+}
+
+TEST_F(PoliciesTest, AdminBucketResetEndsAKnownDenialOnEveryWorkerAtOnce) {
+    const auto admin_port = free_port();
+    const std::string admin_token = "an-admin-token-of-some-length";
+    start(R"({"policies": [{"name": "p", "algorithm": "token_bucket", "limit": 1,
+                            "window": "hour"}]})",
+          {{"ADMIN_TOKEN", admin_token},
+           {"ADMIN_BIND_ADDRESS", "127.0.0.1:" + std::to_string(admin_port)}});
+    auto token = register_token(proxy->port());
+    EXPECT_EQ(count_allowed(token, 6), 1);  // both workers have learnt the denial
+    auto reset = http_request(admin_port, http::verb::delete_,
+                              "/admin/buckets?policy=p&key=" + token_id(token),
+                              {{"Authorization", "Bearer " + admin_token}});
+    ASSERT_EQ(reset.status, 200u) << reset.body;
+    // Whichever worker takes the next request, it asks the store again.
+    bool allowed = false;
+    for (int i = 0; i < 20 && !allowed; ++i) {
+        allowed = call(token).status == 200;
+        if (!allowed)
+            std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_TRUE(allowed) << proxy->log();
+}
+
 TEST_F(PoliciesTest, MemoryStoreLimitsWithoutAskingRedis) {
     start(R"({"store": "memory", "policies": [{"name": "p", "algorithm": "sliding_window",
                                                 "limit": 3, "window": "hour"}]})");

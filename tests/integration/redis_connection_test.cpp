@@ -277,6 +277,22 @@ TEST_F(RedisConnectionTest, AnswersThousandCommandsIssuedInOneLoopTurn) {
     EXPECT_EQ(server_.command({"GET", k}), "1000");
 }
 
+TEST_F(RedisConnectionTest, CommandsIssuedInOneLoopTurnShareOneWrite) {
+    auto c = connected();
+    auto k = key();
+    const auto before = c->stats();
+    std::vector<std::shared_ptr<result>> results;
+    for (int i = 0; i < 200; ++i)
+        results.push_back(issue(*c, {"INCR", k}));
+    ASSERT_TRUE(run_until([&] { return results.back()->calls > 0; }));
+    const auto after = c->stats();
+    EXPECT_EQ(after.commands - before.commands, 200u);
+    // Automatic pipelining: one write for the whole turn (a second only if the kernel took
+    // part of it).
+    EXPECT_LE(after.writes - before.writes, 2u);
+    EXPECT_GE(after.writes - before.writes, 1u);
+}
+
 TEST_F(RedisConnectionTest, CompletesWithDisconnectedBeforeStartButNeverInline) {
     auto c = make(options(server_.port()));
     auto res = issue(*c, {"PING"});

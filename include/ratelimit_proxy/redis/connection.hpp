@@ -67,6 +67,14 @@ class connection {
     void stop();
     bool connected() const;
 
+    // Commands issued, and the socket writes that carried them: commands issued in one turn of
+    // the event loop share one write, so under load commands / writes is well above 1.
+    struct counters {
+        std::uint64_t commands = 0;
+        std::uint64_t writes = 0;
+    };
+    counters stats() const;
+
     // Sends one command. The handler is always called exactly once, on the io_context
     // thread, never from inside command() itself.
     void command(std::span<const std::string_view> args, reply_handler handler);

@@ -103,6 +103,8 @@ class session : public std::enable_shared_from_this<session> {
     std::shared_ptr<const limit::rule_set> rules_;  // held while a check refers to its policies
     std::vector<const limit::policy*> selected_;
     std::vector<limit::check_item> items_;
+    double scale_ = 1;  // the factor this request's limits were multiplied by
+    std::chrono::steady_clock::time_point check_started_;
     std::optional<request_parser> parser_;
     http::response<http::string_body> local_response_;
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ratelimit_proxy/auth/token_store.hpp"
+#include "ratelimit_proxy/limit/deny_cache.hpp"
 #include "ratelimit_proxy/limit/redis_limiter.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
 #include "ratelimit_proxy/proxy/upstream_pool.hpp"
@@ -34,6 +35,7 @@ class worker {
     redis::circuit_breaker& breaker() { return breaker_; }
     auth::token_store& tokens() { return tokens_; }
     limit::limiter& limiter() { return *limiter_; }
+    limit::deny_cache& denials() { return denials_; }
     // The rules in force on this worker; a session keeps the pointer for one request.
     const std::shared_ptr<const limit::rule_set>& rules() const { return rules_; }
     // POST /register's own per-IP limit, derived from the rules.
@@ -71,6 +73,7 @@ class worker {
     redis::circuit_breaker breaker_;
     auth::token_store tokens_;
     std::unique_ptr<limit::limiter> limiter_;
+    limit::deny_cache denials_;
     std::shared_ptr<const limit::rule_set> rules_;
     limit::policy register_policy_;
     proxy::upstream_pool pool_;
