@@ -1047,10 +1047,13 @@ void admin_api::stats(const std::shared_ptr<context>& c) {
         }
         list.push_back(std::move(j));
     }
-    c->reply(200, {{"version", rules->version()},
-                   {"policies", std::move(list)},
-                   {"override_active", rules->override_state().active()},
-                   {"shadow_mode", rules->shadow_all()}});
+    json out = {{"version", rules->version()},
+                {"policies", std::move(list)},
+                {"override_active", rules->override_state().active()},
+                {"shadow_mode", rules->shadow_all()}};
+    if (rules_->runtime_stats_)
+        out["runtime"] = rules_->runtime_stats_();
+    c->reply(200, std::move(out));
 }
 
 }  // namespace ratelimit_proxy::admin

@@ -419,6 +419,10 @@ void control_plane::impl::attempt_update(std::shared_ptr<mutation> m,
 // ---------------------------------------------------------------------------------------
 // control_plane
 
+void control_plane::set_runtime_stats(std::function<nlohmann::json()> stats) {
+    impl_->runtime_stats_ = std::move(stats);
+}
+
 control_plane::control_plane(asio::io_context& io, const config::settings& file, publisher publish)
     : impl_(std::make_shared<impl>(io, file, std::move(publish))) {}
 

@@ -106,6 +106,13 @@ class control_plane::impl : public std::enable_shared_from_this<control_plane::i
 
     boost::asio::io_context& io_;
     publisher publish_;
+
+  public:
+    // Counters of the running process for GET /admin/stats (set by the server; read on the
+    // control thread).
+    std::function<nlohmann::json()> runtime_stats_;
+
+  private:
     std::string prefix_;
     std::string version_key_;
     std::string state_key_;

@@ -7,6 +7,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -169,6 +171,23 @@ int server::run() {
     impl_->wait_for_hangup(hangup);
     auto control_guard = asio::make_work_guard(impl_->control);
     std::thread control_thread([this] { impl_->control.run(); });
+
+    impl_->rules.set_runtime_stats([this] {
+        std::uint64_t commands = 0, writes = 0;
+        for (const auto& w : impl_->workers) {
+            const auto c = w->redis().stats();
+            commands += c.commands;
+            writes += c.writes;
+        }
+        return nlohmann::json{
+            {"redis_commands", commands},
+            {"redis_writes", writes},
+            // Automatic pipelining at work: above 1 when checks share socket writes.
+            {"redis_commands_per_write",
+             writes ? static_cast<double>(commands) / static_cast<double>(writes) : 0.0},
+            {"open_connections", impl_->open_sessions()},
+            {"load_factor", impl_->context.load->factor()}};
+    });
 
     // Posted, so they run on the control thread like everything else there.
     asio::post(impl_->control, [this] {

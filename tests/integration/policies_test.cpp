@@ -277,6 +277,16 @@ TEST_F(PoliciesTest, AdminBucketResetEndsAKnownDenialOnEveryWorkerAtOnce) {
             std::this_thread::sleep_for(50ms);
     }
     EXPECT_TRUE(allowed) << proxy->log();
+
+    // The admin stats show the Redis commands the workers sent and the writes that carried
+    // them.
+    auto stats = http_request(admin_port, http::verb::get, "/admin/stats",
+                              {{"Authorization", "Bearer " + admin_token}});
+    ASSERT_EQ(stats.status, 200u) << stats.body;
+    const auto runtime = stats.json()["runtime"];
+    EXPECT_GE(runtime["redis_commands"].get<long>(), 3) << stats.body;
+    EXPECT_GE(runtime["redis_writes"].get<long>(), 1) << stats.body;
+    EXPECT_LE(runtime["redis_writes"].get<long>(), runtime["redis_commands"].get<long>());
 }
 
 TEST_F(PoliciesTest, MemoryStoreLimitsWithoutAskingRedis) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include <functional>
 #include <memory>
@@ -29,6 +30,9 @@ class control_plane {
     void stop();
     // SIGHUP: rebuild from a newly read file (the overlay stays). The caller has validated it.
     void reload_file(const config::settings& file);
+    // What GET /admin/stats reports under "runtime": counters of the process (Redis commands
+    // and writes, cache sizes...). Called on the control thread.
+    void set_runtime_stats(std::function<nlohmann::json()> stats);
 
     class impl;
 
