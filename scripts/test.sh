@@ -27,7 +27,7 @@ CTEST_ARGS=("$@")
 # TSan: the tests where threads meet (worker threads sharing limits, tokens and breakers while
 # Redis comes and goes, the upstream pool, TLS, streaming, shutdown, many connections). Not the
 # 10000-idle-connections test: it bounds the daemon's RSS, which TSan's shadow memory multiplies.
-RLP_TSAN_DEFAULT='^(MultiInstanceTest|RateLimitTest|StreamingTest|ShutdownTest|RedisConnectionTest|RedisFaultTest|RedisFaultUnderLoadTest|FailClosedTest|UpstreamConnectionTest|TlsUpstreamTest|HostileClientTest)\.'
+RLP_TSAN_DEFAULT='^(MultiInstanceTest|RateLimitTest|StreamingTest|ShutdownTest|RedisConnectionTest|RedisFaultTest|RedisFaultUnderLoadTest|FailClosedTest|UpstreamConnectionTest|TlsUpstreamTest|HostileClientTest|PoliciesTest|AdminApiTest)\.'
 RLP_TSAN_DEFAULT+='|^ConnectionLimitTest\.(RefusesConnectionsBeyondMaxConnections|GivesEveryDescriptorBackAfterLoad)$'
 RLP_TSAN_TESTS="${RLP_TSAN_TESTS:-$RLP_TSAN_DEFAULT}"
 if [[ "${RLP_SKIP_SANITIZERS:-}" == 1 ]]; then

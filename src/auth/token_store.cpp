@@ -58,11 +58,6 @@ void known_tokens::forget(const digest& d) {
     tokens_.erase(d);
 }
 
-void known_tokens::clear() {
-    std::lock_guard lock(mutex_);
-    tokens_.clear();
-}
-
 std::optional<identity> known_tokens::find(const digest& d) const {
     std::lock_guard lock(mutex_);
     auto it = tokens_.find(d);

@@ -4,7 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -19,6 +19,11 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// The worker's io_context by its concrete executor type, not any_io_executor: every
+// operation and timer would otherwise copy and destroy a type-erased executor.
+using tcp_stream =
+    beast::basic_stream<tcp, asio::io_context::executor_type, beast::unlimited_rate_policy>;
+
 template <class Stream>
 class basic_upstream_connection final : public upstream_connection {
   public:
@@ -26,7 +31,7 @@ class basic_upstream_connection final : public upstream_connection {
     explicit basic_upstream_connection(Args&&... args) : stream_(std::forward<Args>(args)...) {}
 
     Stream& stream() { return stream_; }
-    beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+    tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
 
     void expires_after(std::chrono::steady_clock::duration d) override { tcp().expires_after(d); }
 
@@ -55,14 +60,15 @@ class basic_upstream_connection final : public upstream_connection {
         // 0: the peer closed. >0: it sent something nobody asked for (e.g. TLS close_notify).
         return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     }
+    std::size_t buffered() const override { return buffer_.size(); }
 
   private:
     Stream stream_;
     beast::flat_buffer buffer_;
 };
 
-using plain_connection = basic_upstream_connection<beast::tcp_stream>;
-using tls_connection = basic_upstream_connection<beast::ssl_stream<beast::tcp_stream>>;
+using plain_connection = basic_upstream_connection<tcp_stream>;
+using tls_connection = basic_upstream_connection<beast::ssl_stream<tcp_stream>>;
 
 bool is_ip_literal(const std::string& host) {
     beast::error_code ec;

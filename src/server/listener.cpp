@@ -45,12 +45,12 @@ void listener::do_accept() {
     auto& target = *workers_[next_];
     next_ = (next_ + 1) % workers_.size();
     acceptor_.async_accept(target.io(), [self = shared_from_this(), &target](
-                                            boost::system::error_code ec, tcp::socket socket) {
+                                            boost::system::error_code ec, socket_type socket) {
         self->on_accept(ec, std::move(socket), target);
     });
 }
 
-void listener::on_accept(boost::system::error_code ec, tcp::socket socket, worker& target) {
+void listener::on_accept(boost::system::error_code ec, socket_type socket, worker& target) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open())
         return;
     if (ec) {

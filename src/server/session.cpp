@@ -76,7 +76,7 @@ bool acceptable_framing(const http::request_header<>& req) {
 
 }  // namespace
 
-session::session(tcp::socket&& socket, worker& owner) : owner_(owner), stream_(std::move(socket)) {
+session::session(socket_type&& socket, worker& owner) : owner_(owner), stream_(std::move(socket)) {
     beast::error_code ec;
     auto peer = stream_.socket().remote_endpoint(ec);
     if (!ec)
@@ -89,6 +89,8 @@ session::session(tcp::socket&& socket, worker& owner) : owner_(owner), stream_(s
 session::~session() {
     if (body_buffer_)
         owner_.return_buffer(std::move(body_buffer_));
+    owner_.return_exchange(std::move(exchange_));
+    owner_.return_header_buffer(std::move(buffer_));
     if (upstream_)
         upstream_->close();
     owner_.remove(this);
@@ -136,9 +138,8 @@ void session::do_read_header() {
     // the small watch buffer, which is free between exchanges. 10,000 idle clients then cost
     // little more than their sockets.
     parser_.reset();
-    exchange_.reset();
-    buffer_.clear();
-    buffer_.shrink_to_fit();
+    owner_.return_exchange(std::move(exchange_));
+    owner_.return_header_buffer(std::move(buffer_));
     rules_.reset();
     // Two deadlines: an idle keep-alive connection may wait idle_timeout for its next request,
     // but once the first byte is in the whole header must follow within header_timeout, so a
@@ -169,6 +170,8 @@ void session::on_first_bytes(beast::error_code ec, std::size_t n) {
         fail(ec, "wait for request");
         return close();
     }
+    if (buffer_.capacity() == 0)
+        buffer_ = owner_.take_header_buffer();
     auto dst = buffer_.prepare(std::max(n, first_read_size));
     std::memcpy(dst.data(), watch_buffer_.data(), n);
     buffer_.commit(n);
@@ -563,7 +566,7 @@ void session::on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_
     upstream_ = std::move(conn);
     upstream_reused_ = reused;
     if (!exchange_)
-        exchange_ = std::make_unique<exchange_state>();
+        exchange_ = owner_.take_exchange();
     request_sent_ = false;
     upstream_keep_alive_ = false;
     if (!body_buffer_)
@@ -765,6 +768,11 @@ void session::on_read_response_header(beast::error_code ec) {
     body.size = 0;
     body.more = !exchange_->response_parser->is_done();
     exchange_->response_serializer.emplace(res);
+    if (body.more && upstream_->buffered() > 0) {
+        // The first body bytes came with the header: read them (no wait, they are buffered)
+        // and send header and body in one write instead of two.
+        return do_read_response_body();
+    }
     stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
     http::async_write_header(stream_, *exchange_->response_serializer,
                              [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -818,12 +826,32 @@ void session::on_read_response_body(beast::error_code ec) {
         fail(ec, "read response body");
         spdlog::warn("upstream response body ended early: {}", ec.message());
         log_access(status_);
+        if (!exchange_->response_serializer->is_header_done()) {
+            // The header was held back for the first body bytes: send it as it would have
+            // been, then end the response short.
+            stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+            return http::async_write_header(
+                stream_, *exchange_->response_serializer,
+                [self = shared_from_this()](beast::error_code, std::size_t) { self->close(); });
+        }
         return close();
     }
     auto& body = exchange_->response_parser->get().body();
     body.size = worker::body_buffer_size - body.size;
-    if (body.size == 0 && !exchange_->response_parser->is_done())
+    if (body.size == 0 && !exchange_->response_parser->is_done()) {
+        if (!exchange_->response_serializer->is_header_done()) {
+            // Nothing of the body yet after all: the header goes out now, as it did before.
+            body.data = nullptr;
+            body.more = true;
+            stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+            return http::async_write_header(
+                stream_, *exchange_->response_serializer,
+                [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                    self->on_write_response_header(ec);
+                });
+        }
         return do_read_response_body();
+    }
     body.data = body.size ? body_buffer_.get() : nullptr;
     body.more = !exchange_->response_parser->is_done();
     stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
@@ -886,7 +914,7 @@ void session::upstream_failed(beast::error_code ec, const char* what) {
         upstream_->close();
         upstream_.reset();
     }
-    exchange_.reset();
+    owner_.return_exchange(std::move(exchange_));
     // The rest of the client's body is unread: this connection cannot carry another request.
     if (!parser_->is_done())
         client_keep_alive_ = false;
@@ -977,9 +1005,10 @@ void session::on_watch_client(beast::error_code ec, std::size_t n) {
     }
     if (closed_)
         return;
-    if (auto resume = std::move(resume_after_watch_)) {
-        resume_after_watch_ = nullptr;
-        return resume();
+    if (resume_keep_alive_) {
+        const bool keep_alive = *resume_keep_alive_;
+        resume_keep_alive_.reset();
+        return next_request_or_close(keep_alive);
     }
     if (ec == asio::error::operation_aborted)
         return;
@@ -997,9 +1026,7 @@ void session::on_watch_client(beast::error_code ec, std::size_t n) {
 void session::next_request_or_close(bool keep_alive) {
     if (watching_) {
         // Wait for the watch read to hand over any bytes it has before the parser reads.
-        resume_after_watch_ = [this, self = shared_from_this(), keep_alive] {
-            next_request_or_close(keep_alive);
-        };
+        resume_keep_alive_ = keep_alive;
         beast::error_code ec;
         stream_.socket().cancel(ec);
         return;

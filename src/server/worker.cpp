@@ -22,6 +22,7 @@ proxy::upstream_endpoint upstream_endpoint(const proxy_context& ctx) {
 }
 
 constexpr std::size_t max_spare_buffers = 64;
+constexpr std::size_t max_spare_header_capacity = 16 * 1024;
 
 std::unique_ptr<limit::limiter> make_limiter(const proxy_context& ctx, redis::connection& redis,
                                              redis::circuit_breaker& breaker) {
@@ -61,12 +62,8 @@ void worker::set_rules(std::shared_ptr<const limit::rule_set> rules) {
     // A limit, a tier or a bucket may have changed: what was known to be over its limit
     // may not be any more.
     denials_.clear();
-    if (!first) {
-        tokens_.clear_cache();
-        // known_tokens is process-wide: worker 0 clears it for everybody.
-        if (index_ == 0)
-            ctx_.known->clear();
-    }
+    if (!first)
+        tokens_.expire_cache();
 }
 
 worker::~worker() = default;
@@ -82,6 +79,42 @@ std::unique_ptr<char[]> worker::take_buffer() {
 void worker::return_buffer(std::unique_ptr<char[]> buffer) {
     if (buffer && spare_buffers_.size() < max_spare_buffers)
         spare_buffers_.push_back(std::move(buffer));
+}
+
+boost::beast::flat_buffer worker::take_header_buffer() {
+    if (spare_header_buffers_.empty())
+        return {};
+    auto b = std::move(spare_header_buffers_.back());
+    spare_header_buffers_.pop_back();
+    return b;
+}
+
+void worker::return_header_buffer(boost::beast::flat_buffer&& buffer) {
+    // Moved from, the caller's buffer is left empty; one that grew (a large header, pipelined
+    // requests) is freed rather than kept.
+    auto b = std::move(buffer);
+    b.clear();
+    if (b.capacity() > 0 && b.capacity() <= max_spare_header_capacity &&
+        spare_header_buffers_.size() < max_spare_buffers)
+        spare_header_buffers_.push_back(std::move(b));
+}
+
+std::unique_ptr<exchange_state> worker::take_exchange() {
+    if (spare_exchanges_.empty())
+        return std::make_unique<exchange_state>();
+    auto e = std::move(spare_exchanges_.back());
+    spare_exchanges_.pop_back();
+    return e;
+}
+
+void worker::return_exchange(std::unique_ptr<exchange_state> e) {
+    if (!e)
+        return;
+    e->response_serializer.reset();
+    e->response_parser.reset();
+    e->request_serializer.reset();
+    if (spare_exchanges_.size() < max_spare_buffers)
+        spare_exchanges_.push_back(std::move(e));
 }
 
 void worker::add(session* s) {

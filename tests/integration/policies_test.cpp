@@ -353,6 +353,30 @@ TEST_F(PoliciesTest, LimitsShrinkWhileTheUpstreamFailsAndRecoverAfter) {
     EXPECT_TRUE(recovered) << proxy->log();
 }
 
+TEST_F(PoliciesTest, ReloadDuringARedisOutageKeepsKnownClientsIn) {
+    const std::string path = ::testing::TempDir() + "rlp-outage-" +
+                             std::to_string(::getpid()) + ".json";
+    std::ofstream(path) << R"({"policies": [{"name": "p", "algorithm": "token_bucket",
+                                             "limit": 50, "window": "hour"}]})";
+    proxy = std::make_unique<proxy_process>(proxy_options{.target_url = upstream.url("/up"),
+                                                          .redis_url = redis.url(),
+                                                          .args = {"--config", path}});
+    auto token = register_token(proxy->port());
+    for (int i = 0; i < 4; ++i)  // seen by both workers
+        ASSERT_EQ(call(token).status, 200u);
+    redis.kill_hard();
+    ::kill(proxy->pid(), SIGHUP);
+    std::this_thread::sleep_for(300ms);
+    // New rules make every worker look tokens up again, but while Redis is away a token seen
+    // before is still accepted and limited locally.
+    for (int i = 0; i < 4; ++i) {
+        auto r = call(token);
+        EXPECT_EQ(r.status, 200u) << r.body;
+    }
+    EXPECT_TRUE(contains(proxy->log(), "decision=allowed-local")) << proxy->log();
+    std::remove(path.c_str());
+}
+
 TEST_F(PoliciesTest, SighupReloadsPoliciesAndKeepsThemWhenTheFileIsBad) {
     const std::string path =
         ::testing::TempDir() + "rlp-reload-" + std::to_string(::getpid()) + ".json";

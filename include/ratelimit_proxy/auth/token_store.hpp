@@ -40,7 +40,6 @@ class known_tokens {
     void remember(const digest& d, const identity& who);
     void forget(const digest& d);
     std::optional<identity> find(const digest& d) const;
-    void clear();
 
   private:
     struct digest_hash {
@@ -69,8 +68,12 @@ class token_store {
     // failed.
     void issue(const std::string& tier, std::function<void(std::optional<std::string>)> done);
 
-    // Rules or tokens changed (admin API): look every token up again.
-    void clear_cache() { cache_.clear(); }
+    // Rules or tokens changed (admin API): look every token up again. Entries stay, expired,
+    // so that while Redis is away the clients seen before are still let in.
+    void expire_cache() {
+        for (auto& entry : cache_)
+            entry.second.expires = {};
+    }
 
     std::string key_for(const digest& d) const;
 

@@ -40,6 +40,8 @@ class upstream_connection {
     virtual void close() = 0;
     // Non-blocking: false if the peer closed the idle connection or sent something unasked.
     virtual bool usable_when_idle() = 0;
+    // Bytes already read from the socket and not yet parsed: a read_some completes at once.
+    virtual std::size_t buffered() const = 0;
 
     std::chrono::steady_clock::time_point idle_since;
 };

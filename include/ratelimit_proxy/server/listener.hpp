@@ -1,5 +1,6 @@
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
@@ -26,8 +27,10 @@ class listener : public std::enable_shared_from_this<listener> {
 
   private:
     void do_accept();
-    void on_accept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket,
-                   worker& target);
+    // Accepted straight onto the worker's io_context, typed by its concrete executor.
+    using socket_type = boost::asio::basic_stream_socket<boost::asio::ip::tcp,
+                                                         boost::asio::io_context::executor_type>;
+    void on_accept(boost::system::error_code ec, socket_type socket, worker& target);
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;

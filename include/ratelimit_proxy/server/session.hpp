@@ -1,8 +1,9 @@
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/serializer.hpp>
@@ -27,12 +28,26 @@ namespace http = beast::http;
 
 class worker;
 
+// The serializers and parser of one upstream exchange.
+struct exchange_state {
+    std::optional<proxy::request_serializer> request_serializer;
+    std::optional<proxy::response_parser> response_parser;
+    std::optional<http::response_serializer<http::buffer_body>> response_serializer;
+};
+
 // One downstream connection: read a request header, answer locally or authenticate, check
 // the limit and relay to the upstream with both bodies streamed in bounded chunks; then the
 // next request on the same connection. Lives on its worker's thread only.
 class session : public std::enable_shared_from_this<session> {
   public:
-    session(boost::asio::ip::tcp::socket&& socket, worker& owner);
+    // Bound to the worker's io_context by its concrete executor type: no type-erased
+    // any_io_executor is copied, compared or destroyed on every operation.
+    using stream_type =
+        beast::basic_stream<boost::asio::ip::tcp, boost::asio::io_context::executor_type,
+                            beast::unlimited_rate_policy>;
+    using socket_type = stream_type::socket_type;
+
+    session(socket_type&& socket, worker& owner);
     ~session();
 
     void run();
@@ -93,7 +108,7 @@ class session : public std::enable_shared_from_this<session> {
     void log_access(unsigned status);
 
     worker& owner_;
-    beast::tcp_stream stream_;
+    stream_type stream_;
     beast::flat_buffer buffer_;
     std::string client_address_;  // the peer
     boost::asio::ip::address peer_address_;
@@ -127,19 +142,18 @@ class session : public std::enable_shared_from_this<session> {
     bool request_sent_ = false;         // header and whole body are out to the upstream
     bool upstream_keep_alive_ = false;  // the upstream's response allows reuse
     bool retried_ = false;
-    // Only while an upstream exchange runs: kept off the session so an idle connection is small.
-    struct exchange_state {
-        std::optional<proxy::request_serializer> request_serializer;
-        std::optional<proxy::response_parser> response_parser;
-        std::optional<downstream_serializer> response_serializer;
-    };
+    // Only while an upstream exchange runs: kept off the session so an idle connection is
+    // small, and recycled by the worker.
     std::unique_ptr<exchange_state> exchange_;
     std::unique_ptr<char[]> body_buffer_;
     std::chrono::steady_clock::time_point upstream_started_;
     std::chrono::steady_clock::duration upstream_time_{};
 
     bool watching_ = false;
-    std::function<void()> resume_after_watch_;
+    // Set while a finished exchange waits for the watch read to hand over its bytes: then
+    // next_request_or_close(*resume_keep_alive_). A flag, not a callback: nothing to allocate,
+    // and no reference to the session from the session.
+    std::optional<bool> resume_keep_alive_;
     std::array<char, 256> watch_buffer_;
 
     bool lingering_ = false;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 
 #include <atomic>
 #include <memory>
@@ -19,6 +20,7 @@
 namespace ratelimit_proxy::server {
 
 class session;
+struct exchange_state;
 
 // One thread's world: its io_context, its Redis connection, token cache, limiter and
 // upstream pool. Sessions accepted onto a worker never leave it, so none of this is locked.
@@ -49,6 +51,14 @@ class worker {
     // Relay buffers are recycled so a request costs no large allocation.
     std::unique_ptr<char[]> take_buffer();
     void return_buffer(std::unique_ptr<char[]> buffer);
+    // Request header buffers too: an idle connection gives its buffer back, and the next
+    // request on any connection takes one instead of allocating (and freeing) 4 KiB.
+    boost::beast::flat_buffer take_header_buffer();
+    void return_header_buffer(boost::beast::flat_buffer&& buffer);
+    // And the parser and serializers of an upstream exchange (over 1 KiB: glibc consolidates
+    // its fast bins on every allocation that large).
+    std::unique_ptr<exchange_state> take_exchange();
+    void return_exchange(std::unique_ptr<exchange_state> e);
 
     void add(session* s);
     void remove(session* s);
@@ -68,6 +78,8 @@ class worker {
     std::unordered_set<session*> sessions_;
     std::atomic<std::size_t> session_count_{0};
     std::vector<std::unique_ptr<char[]>> spare_buffers_;
+    std::vector<boost::beast::flat_buffer> spare_header_buffers_;
+    std::vector<std::unique_ptr<exchange_state>> spare_exchanges_;
     boost::asio::io_context io_;
     redis::connection redis_;
     redis::circuit_breaker breaker_;
