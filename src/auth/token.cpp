@@ -35,11 +35,27 @@ std::string generate_token() {
     return out;
 }
 
+namespace {
+// OpenSSL 3 looks the algorithm up, allocates and locks on every EVP_Digest(EVP_sha256()):
+// fetch it once and keep one context per thread, as every request hashes its token.
+struct sha256_context {
+    EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~sha256_context() {
+        EVP_MD_CTX_free(ctx);
+        EVP_MD_free(md);
+    }
+};
+}  // namespace
+
 digest sha256(std::string_view data) {
+    thread_local sha256_context h;
     digest out{};
     unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1)
-        throw std::runtime_error("EVP_Digest failed");
+    if (!h.md || !h.ctx || EVP_DigestInit_ex(h.ctx, h.md, nullptr) != 1 ||
+        EVP_DigestUpdate(h.ctx, data.data(), data.size()) != 1 ||
+        EVP_DigestFinal_ex(h.ctx, out.data(), &len) != 1)
+        throw std::runtime_error("SHA-256 failed");
     return out;
 }
 
