@@ -11,6 +11,7 @@
 #include "ratelimit_proxy/config/policy_json.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
 #include "ratelimit_proxy/limit/policy_script.hpp"
+#include "ratelimit_proxy/proxy/http_text.hpp"
 
 namespace ratelimit_proxy::admin {
 
@@ -24,24 +25,9 @@ constexpr std::size_t default_page_size = 100;
 constexpr std::size_t max_page_size = 1000;
 constexpr int max_scan_rounds = 64;  // per request, so one call never walks a huge keyspace
 
-bool iequals(std::string_view a, std::string_view b) {
-    return std::ranges::equal(a, b, [](char x, char y) {
-        return std::tolower(static_cast<unsigned char>(x)) ==
-               std::tolower(static_cast<unsigned char>(y));
-    });
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
-}
-
 bool is_json_media_type(std::string_view content_type) {
     auto semi = content_type.find(';');
-    return iequals(trim(content_type.substr(0, semi)), "application/json");
+    return proxy::ascii_iequals(proxy::trim_ows(content_type.substr(0, semi)), "application/json");
 }
 
 bool is_lower_hex(std::string_view s) {
@@ -206,8 +192,9 @@ struct admin_api::context {
         // `curl -d '{...}'` labels JSON as a form: take it when the body is JSON all the same.
         const bool form_label =
             req.content_type.empty() ||
-            iequals(trim(req.content_type.substr(0, req.content_type.find(';'))),
-                    "application/x-www-form-urlencoded");
+            proxy::ascii_iequals(
+                proxy::trim_ows(req.content_type.substr(0, req.content_type.find(';'))),
+                "application/x-www-form-urlencoded");
         if (!req.body.empty() && !is_json_media_type(req.content_type) &&
             !(form_label && json::accept(req.body))) {
             reply(415, error_body("unsupported_media_type",

@@ -3,6 +3,8 @@
 #include <array>
 #include <utility>
 
+#include "ratelimit_proxy/proxy/http_text.hpp"
+
 namespace ratelimit_proxy::limit {
 
 namespace {
@@ -21,16 +23,6 @@ constexpr std::array<std::pair<key_kind, std::string_view>, 4> key_names{{
     {key_kind::token_route, "token_route"},
 }};
 
-int hex_value(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 // The path without query or fragment, percent-decoded except %2F: an encoded slash is data
 // inside a segment, not a separator, so "/api%2Fadmin" is one segment (as most upstreams
 // route it). Malformed escapes stay as they are.
@@ -40,8 +32,8 @@ std::string decode_path(std::string_view path) {
     out.reserve(path.size());
     for (std::size_t i = 0; i < path.size(); ++i) {
         if (path[i] == '%' && i + 2 < path.size()) {
-            int hi = hex_value(path[i + 1]);
-            int lo = hex_value(path[i + 2]);
+            int hi = proxy::hex_digit_value(path[i + 1]);
+            int lo = proxy::hex_digit_value(path[i + 2]);
             if (hi >= 0 && lo >= 0) {
                 char c = static_cast<char>(hi * 16 + lo);
                 if (c == '/')

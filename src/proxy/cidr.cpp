@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 
+#include "ratelimit_proxy/proxy/http_text.hpp"
+
 namespace ratelimit_proxy::proxy {
 
 namespace {
@@ -23,14 +25,6 @@ std::optional<ip::address> parse_address(std::string_view text) {
     if (ec)
         return std::nullopt;
     return a;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
 }
 
 }  // namespace
@@ -113,8 +107,8 @@ boost::asio::ip::address resolve_client_address(const boost::asio::ip::address& 
     // Right to left: each trusted hop vouches for the entry left of it.
     while (!forwarded_for.empty()) {
         auto comma = forwarded_for.rfind(',');
-        auto entry =
-            trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
+        auto entry = trim_ows(comma == std::string_view::npos ? forwarded_for
+                                                              : forwarded_for.substr(comma + 1));
         forwarded_for =
             comma == std::string_view::npos ? std::string_view{} : forwarded_for.substr(0, comma);
         if (entry.empty())

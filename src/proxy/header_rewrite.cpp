@@ -5,6 +5,8 @@
 #include <array>
 #include <vector>
 
+#include "ratelimit_proxy/proxy/http_text.hpp"
+
 namespace ratelimit_proxy::proxy {
 
 namespace beast = boost::beast;
@@ -23,14 +25,6 @@ constexpr std::array hop_by_hop = {
     http::field::proxy_authenticate,
 };
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
-}
-
 }  // namespace
 
 void strip_hop_by_hop(http::fields& fields) {
@@ -41,7 +35,7 @@ void strip_hop_by_hop(http::fields& fields) {
         std::string_view value = it->value();
         while (!value.empty()) {
             auto comma = value.find(',');
-            auto token = trim(value.substr(0, comma));
+            auto token = trim_ows(value.substr(0, comma));
             if (!token.empty())
                 named.emplace_back(token);
             if (comma == std::string_view::npos)

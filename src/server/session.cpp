@@ -11,6 +11,7 @@
 #include "ratelimit_proxy/auth/token.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
+#include "ratelimit_proxy/proxy/http_text.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
 #include "ratelimit_proxy/server/worker.hpp"
 
@@ -66,12 +67,7 @@ bool acceptable_framing(const http::request_header<>& req) {
         return true;
     if (std::next(first) != last || req.version() < 11)
         return false;
-    std::string_view value = first->value();
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-        value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
-        value.remove_suffix(1);
-    return beast::iequals(value, "chunked");
+    return beast::iequals(proxy::trim_ows(first->value()), "chunked");
 }
 
 }  // namespace

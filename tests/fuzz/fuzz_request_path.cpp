@@ -6,6 +6,7 @@
 // and undefined behaviour on the way.
 #include "ratelimit_proxy/auth/token.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
+#include "ratelimit_proxy/proxy/http_text.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
 
 #include <boost/asio/buffer.hpp>
@@ -40,35 +41,6 @@ namespace auth = ratelimit_proxy::auth;
 constexpr std::string_view api_prefix = "/api";
 constexpr std::string_view client_address = "192.0.2.7";
 
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size())
-        return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; };
-        if (lower(a[i]) != lower(b[i]))
-            return false;
-    }
-    return true;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-        s.remove_suffix(1);
-    return s;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 // An independent check that a mapped path cannot climb out of the base path: after decoding
 // percent-encoded dots and separators (and treating '\' as '/', as some servers do), no
 // segment is "." or "..".
@@ -76,9 +48,10 @@ bool climbs(std::string_view path) {
     std::string decoded;
     for (std::size_t i = 0; i < path.size(); ++i) {
         char c = path[i];
-        if (c == '%' && i + 2 < path.size() && hex_value(path[i + 1]) >= 0 &&
-            hex_value(path[i + 2]) >= 0) {
-            const char d = static_cast<char>(hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]));
+        if (c == '%' && i + 2 < path.size() && proxy::hex_digit_value(path[i + 1]) >= 0 &&
+            proxy::hex_digit_value(path[i + 2]) >= 0) {
+            const char d = static_cast<char>(proxy::hex_digit_value(path[i + 1]) * 16 +
+                                             proxy::hex_digit_value(path[i + 2]));
             if (d == '.' || d == '/' || d == '\\') {
                 c = d;
                 i += 2;
@@ -128,7 +101,7 @@ void check_bearer(std::string_view value) {
     // A view into the header value, after the scheme.
     RLP_CHECK(token->data() >= value.data() + 7 &&
               token->data() + token->size() <= value.data() + value.size());
-    RLP_CHECK(iequals(value.substr(0, 6), "bearer"));
+    RLP_CHECK(proxy::ascii_iequals(value.substr(0, 6), "bearer"));
     // Shape checks never throw or read out of bounds.
     (void)auth::looks_like_token(*token);
 }
@@ -159,9 +132,11 @@ void check_rewrite(const http::fields& original, const proxy::request_rewrite& r
         std::string_view value = it->value();
         while (true) {
             const auto comma = value.find(',');
-            const auto name = trim(value.substr(0, comma));
-            if (!name.empty() && !iequals(name, "host") && !iequals(name, rewrite.key_header) &&
-                !iequals(name, "x-forwarded-for") && !iequals(name, "x-forwarded-proto"))
+            const auto name = proxy::trim_ows(value.substr(0, comma));
+            if (!name.empty() && !proxy::ascii_iequals(name, "host") &&
+                !proxy::ascii_iequals(name, rewrite.key_header) &&
+                !proxy::ascii_iequals(name, "x-forwarded-for") &&
+                !proxy::ascii_iequals(name, "x-forwarded-proto"))
                 RLP_CHECK(fields.count(name) == 0);
             if (comma == std::string_view::npos)
                 break;
@@ -172,7 +147,7 @@ void check_rewrite(const http::fields& original, const proxy::request_rewrite& r
     RLP_CHECK(fields.count(http::field::host) == 1);
     RLP_CHECK(fields[http::field::host] == rewrite.host_header);
     // The client's credentials are gone; the upstream key is there exactly once.
-    if (!iequals(rewrite.key_header, "authorization"))
+    if (!proxy::ascii_iequals(rewrite.key_header, "authorization"))
         RLP_CHECK(fields.count(http::field::authorization) == 0);
     RLP_CHECK(fields.count(rewrite.key_header) == 1);
     RLP_CHECK(fields[rewrite.key_header] == rewrite.key_value);
