@@ -11,22 +11,6 @@ namespace ratelimit_proxy::proxy {
 
 namespace beast = boost::beast;
 
-namespace {
-
-constexpr std::array hop_by_hop = {
-    http::field::connection,
-    http::field::keep_alive,
-    http::field::proxy_connection,
-    http::field::te,
-    http::field::trailer,
-    http::field::transfer_encoding,
-    http::field::upgrade,
-    http::field::proxy_authorization,
-    http::field::proxy_authenticate,
-};
-
-}  // namespace
-
 void strip_hop_by_hop(http::fields& fields) {
     // Collect the names first: erasing while iterating a Connection value would invalidate it.
     std::vector<std::string> named;
@@ -51,7 +35,7 @@ void strip_hop_by_hop(http::fields& fields) {
             continue;
         fields.erase(name);
     }
-    for (auto f : hop_by_hop)
+    for (auto f : hop_by_hop_fields)
         fields.erase(f);
 }
 

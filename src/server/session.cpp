@@ -438,8 +438,7 @@ void session::check_limit() {
     }
     check_started_ = std::chrono::steady_clock::now();
     if (limit::decision known; owner_.denials().lookup(items_, scale_, check_started_, known)) {
-        decision_label_ = "denied-cached";
-        return on_decision(std::move(known));
+        return on_decision(std::move(known), true);
     }
     owner_.limiter().check(items_, [self = shared_from_this()](limit::decision&& d) {
         self->on_decision(std::move(d));
@@ -484,7 +483,7 @@ void session::count_decision(const limit::decision& d) {
     }
 }
 
-void session::on_decision(limit::decision&& d) {
+void session::on_decision(limit::decision&& d, bool known_denial) {
     if (closed_)
         return;
     count_decision(d);
@@ -503,7 +502,9 @@ void session::on_decision(limit::decision&& d) {
         limit_headers_ = std::move(headers);
     }
     if (!d.allowed) {
-        if (decision_label_ != std::string_view("denied-cached")) {
+        if (known_denial) {
+            decision_label_ = "denied-cached";
+        } else {
             // Measured from when the check was sent, so it never outlasts the store's answer.
             owner_.denials().remember(items_, d, scale_, check_started_);
             decision_label_ = d.decided_locally ? "denied-local" : "denied";

@@ -111,18 +111,7 @@ void check_rewrite(const http::fields& original, const proxy::request_rewrite& r
     proxy::rewrite_request(fields, rewrite, client_address);
 
     // Hop-by-hop headers never reach the upstream...
-    constexpr std::array hop_by_hop = {
-        http::field::connection,
-        http::field::keep_alive,
-        http::field::proxy_connection,
-        http::field::te,
-        http::field::trailer,
-        http::field::transfer_encoding,
-        http::field::upgrade,
-        http::field::proxy_authorization,
-        http::field::proxy_authenticate,
-    };
-    for (auto f : hop_by_hop)
+    for (auto f : proxy::hop_by_hop_fields)
         RLP_CHECK(fields.count(f) == 0);
     // ...nor do the headers the client's Connection header names, except those the rewrite
     // sets itself afterwards.

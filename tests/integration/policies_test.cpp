@@ -354,13 +354,12 @@ TEST_F(PoliciesTest, LimitsShrinkWhileTheUpstreamFailsAndRecoverAfter) {
 }
 
 TEST_F(PoliciesTest, ReloadDuringARedisOutageKeepsKnownClientsIn) {
-    const std::string path = ::testing::TempDir() + "rlp-outage-" +
-                             std::to_string(::getpid()) + ".json";
+    const std::string path =
+        ::testing::TempDir() + "rlp-outage-" + std::to_string(::getpid()) + ".json";
     std::ofstream(path) << R"({"policies": [{"name": "p", "algorithm": "token_bucket",
                                              "limit": 50, "window": "hour"}]})";
-    proxy = std::make_unique<proxy_process>(proxy_options{.target_url = upstream.url("/up"),
-                                                          .redis_url = redis.url(),
-                                                          .args = {"--config", path}});
+    proxy = std::make_unique<proxy_process>(proxy_options{
+        .target_url = upstream.url("/up"), .redis_url = redis.url(), .args = {"--config", path}});
     auto token = register_token(proxy->port());
     for (int i = 0; i < 4; ++i)  // seen by both workers
         ASSERT_EQ(call(token).status, 200u);

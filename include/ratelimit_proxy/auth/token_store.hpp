@@ -18,7 +18,7 @@ namespace ratelimit_proxy::auth {
 
 // What the proxy knows about an authenticated token. Never holds the token itself.
 struct identity {
-    std::string id;  // first 16 hex digits of the token's SHA-256: safe to log, stable
+    std::string id;    // first 16 hex digits of the token's SHA-256: safe to log, stable
     std::string tier;  // empty: the default tier
     // Per-token numbers set through the admin API; null when none.
     std::shared_ptr<const limit::token_overrides> overrides;

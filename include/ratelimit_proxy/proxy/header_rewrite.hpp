@@ -1,7 +1,9 @@
 #pragma once
 
+#include <boost/beast/http/field.hpp>
 #include <boost/beast/http/fields.hpp>
 
+#include <array>
 #include <string>
 #include <string_view>
 
@@ -14,6 +16,20 @@ struct request_rewrite {
     std::string host_header;  // the upstream's Host
     std::string key_header;   // e.g. "Authorization" or "x-api-key"
     std::string key_value;    // e.g. "Bearer sk-..."; empty: inject nothing
+};
+
+// Headers that describe one connection, never forwarded (RFC 9110 7.6.1, plus the
+// proxy-credential fields and the legacy Proxy-Connection).
+inline constexpr std::array hop_by_hop_fields = {
+    http::field::connection,
+    http::field::keep_alive,
+    http::field::proxy_connection,
+    http::field::te,
+    http::field::trailer,
+    http::field::transfer_encoding,
+    http::field::upgrade,
+    http::field::proxy_authorization,
+    http::field::proxy_authenticate,
 };
 
 // Removes hop-by-hop headers and every header named in Connection (RFC 9110 7.6.1).

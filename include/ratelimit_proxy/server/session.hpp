@@ -72,7 +72,8 @@ class session : public std::enable_shared_from_this<session> {
     void on_lookup(const auth::lookup_result& result);
     void check_limit();
     void add_check_item(const limit::policy& p, double scale);
-    void on_decision(limit::decision&& d);
+    // known_denial: answered by the over-limit cache, not by the store.
+    void on_decision(limit::decision&& d, bool known_denial = false);
     void count_decision(const limit::decision& d);
     void on_register_decision(limit::decision&& d);
     void forward();
