@@ -93,39 +93,65 @@ std::optional<key_kind> key_kind_from(std::string_view s) {
     return std::nullopt;
 }
 
-std::string bucket_key(std::string_view key_prefix, std::string_view policy_name,
-                       std::string_view bucket) {
-    std::string key;
-    key.reserve(key_prefix.size() + policy_name.size() + bucket.size() + 8);
+namespace {
+
+void append_key_head(std::string& key, std::string_view key_prefix, std::string_view policy_name) {
     key += '{';
     key += key_prefix;
     key += "}:rl:";
     key += policy_name;
     key += ':';
+}
+
+void append_bucket_id(std::string& out, key_kind k, std::string_view token_id,
+                      std::string_view client_address, std::string_view method,
+                      std::string_view path) {
+    switch (k) {
+        case key_kind::global:
+            out += "global";
+            return;
+        case key_kind::client_ip:
+            out += client_address;
+            return;
+        case key_kind::token:
+            out += token_id;
+            return;
+        case key_kind::token_route:
+            // Decoded as for matching, so "/api/chat" and "/api/ch%61t" share one bucket.
+            out += token_id;
+            out += ' ';
+            out += method;
+            out += ' ';
+            out += decode_path(path);
+            return;
+    }
+    out += "global";
+}
+
+}  // namespace
+
+std::string bucket_key(std::string_view key_prefix, std::string_view policy_name,
+                       std::string_view bucket) {
+    std::string key;
+    key.reserve(key_prefix.size() + policy_name.size() + bucket.size() + 8);
+    append_key_head(key, key_prefix, policy_name);
     key += bucket;
     return key;
 }
 
 std::string bucket_id(key_kind k, std::string_view token_id, std::string_view client_address,
                       std::string_view method, std::string_view path) {
-    switch (k) {
-        case key_kind::global:
-            return "global";
-        case key_kind::client_ip:
-            return std::string(client_address);
-        case key_kind::token:
-            return std::string(token_id);
-        case key_kind::token_route: {
-            // Decoded as for matching, so "/api/chat" and "/api/ch%61t" share one bucket.
-            std::string id(token_id);
-            id += ' ';
-            id += method;
-            id += ' ';
-            id += decode_path(path);
-            return id;
-        }
-    }
-    return "global";
+    std::string id;
+    append_bucket_id(id, k, token_id, client_address, method, path);
+    return id;
+}
+
+void assign_bucket_key(std::string& key, std::string_view key_prefix, std::string_view policy_name,
+                       key_kind k, std::string_view token_id, std::string_view client_address,
+                       std::string_view method, std::string_view path) {
+    key.clear();
+    append_key_head(key, key_prefix, policy_name);
+    append_bucket_id(key, k, token_id, client_address, method, path);
 }
 
 }  // namespace ratelimit_proxy::limit

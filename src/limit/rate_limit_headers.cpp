@@ -27,6 +27,15 @@ void append_number(std::string& out, std::int64_t v) {
 }
 }  // namespace
 
+void rate_limit_headers::append_lines(std::string& out) const {
+    const std::string* values[] = {&limit, &remaining, &reset, &policy, &rate_limit, &retry_after};
+    for (std::size_t i = 0; i < std::size(values); ++i) {
+        if (values[i]->empty())
+            continue;
+        out.append(rate_limit_field_names[i]).append(": ").append(*values[i]).append("\r\n");
+    }
+}
+
 rate_limit_headers make_headers(const decision& d) {
     rate_limit_headers h;
     if (d.tightest < 0)

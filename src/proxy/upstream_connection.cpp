@@ -4,9 +4,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <sys/socket.h>
@@ -35,11 +35,8 @@ class basic_upstream_connection final : public upstream_connection {
 
     void expires_after(std::chrono::steady_clock::duration d) override { tcp().expires_after(d); }
 
-    void write_header(request_serializer& sr, io_handler h) override {
-        http::async_write_header(stream_, sr, std::move(h));
-    }
-    void write(request_serializer& sr, io_handler h) override {
-        http::async_write(stream_, sr, std::move(h));
+    void write(std::span<const asio::const_buffer> buffers, io_handler h) override {
+        asio::async_write(stream_, buffers, std::move(h));
     }
     void read_header(response_parser& p, io_handler h) override {
         http::async_read_header(stream_, buffer_, p, std::move(h));

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -48,14 +49,14 @@ bool is_idempotent(http::verb v) {
     }
 }
 
-void set_limit_headers(http::fields& f, const limit::rate_limit_headers& h) {
-    f.set("X-RateLimit-Limit", h.limit);
-    f.set("X-RateLimit-Remaining", h.remaining);
-    f.set("X-RateLimit-Reset", h.reset);
-    f.set("RateLimit-Policy", h.policy);
-    f.set("RateLimit", h.rate_limit);
-    if (!h.retry_after.empty())
-        f.set(http::field::retry_after, h.retry_after);
+// The limit headers go into the serialized header as text (see outgoing_message); any of
+// the same names from the upstream are dropped first.
+std::string_view limit_lines(const std::optional<limit::rate_limit_headers>& h,
+                             std::string& lines) {
+    lines.clear();
+    if (h)
+        h->append_lines(lines);
+    return lines;
 }
 
 // The parser frames a body only by a final "chunked"; a request whose Transfer-Encoding is a
@@ -79,6 +80,7 @@ session::session(socket_type&& socket, worker& owner) : owner_(owner), stream_(s
         peer_address_ = peer.address();
     client_address_ = ec ? "unknown" : peer_address_.to_string();
     stream_.socket().set_option(tcp::no_delay(true), ec);
+    stream_.socket().non_blocking(true, ec);  // for the watch's direct read
     owner_.add(this);
 }
 
@@ -334,8 +336,9 @@ void session::handle_register() {
         }
     }
     // Registration is limited per client address, like any other policy.
-    items_.clear();
+    items_used_ = 0;
     add_check_item(owner_.register_policy(), 1.0);
+    items_.resize(items_used_);
     owner_.limiter().check(items_, [self = shared_from_this()](limit::decision&& d) {
         self->on_register_decision(std::move(d));
     });
@@ -428,10 +431,11 @@ void session::check_limit() {
     }
     selected_.clear();
     rules.select(identity_.tier, method_, path_, selected_);
-    items_.clear();
+    items_used_ = 0;
     scale_ = emergency.factor * owner_.context().load->factor();
     for (const auto* p : selected_)
         add_check_item(*p, scale_);
+    items_.resize(items_used_);
     if (items_.empty()) {
         decision_label_ = "unlimited";
         return forward();
@@ -446,11 +450,12 @@ void session::check_limit() {
 }
 
 void session::add_check_item(const limit::policy& p, double scale) {
-    auto& item = items_.emplace_back();
+    // Items are kept across requests and overwritten, so their keys' buffers are reused.
+    auto& item = items_used_ < items_.size() ? items_[items_used_] : items_.emplace_back();
+    ++items_used_;
     item.source = &p;
-    item.key =
-        limit::bucket_key(owner_.context().settings.redis.key_prefix, p.name,
-                          limit::bucket_id(p.key, identity_.id, resolved_client_, method_, path_));
+    limit::assign_bucket_key(item.key, owner_.context().settings.redis.key_prefix, p.name, p.key,
+                             identity_.id, resolved_client_, method_, path_);
     item.numbers = p.numbers;
     if (identity_.overrides) {
         if (auto it = identity_.overrides->find(p.name); it != identity_.overrides->end())
@@ -568,16 +573,12 @@ void session::on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_
     upstream_keep_alive_ = false;
     if (!body_buffer_)
         body_buffer_ = owner_.take_buffer();
-    exchange_->request_serializer.emplace(parser_->get());
-    auto& body = parser_->get().body();
-    body.data = nullptr;
-    body.size = 0;
-    body.more = request_has_body_;
+    exchange_->to_upstream.start(parser_->get());
     upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
-    upstream_->write_header(*exchange_->request_serializer,
-                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                                self->on_write_request_header(ec);
-                            });
+    upstream_->write(exchange_->to_upstream.prepare(nullptr, 0, !request_has_body_),
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                         self->on_write_request_header(ec);
+                     });
 }
 
 bool session::retry_on_fresh_connection(beast::error_code ec) {
@@ -592,7 +593,6 @@ bool session::retry_on_fresh_connection(beast::error_code ec) {
     retried_ = true;
     upstream_->close();
     upstream_.reset();
-    exchange_->request_serializer.reset();
     exchange_->response_parser.reset();
     start_upstream(true);
     return true;
@@ -601,8 +601,6 @@ bool session::retry_on_fresh_connection(beast::error_code ec) {
 void session::on_write_request_header(beast::error_code ec) {
     if (closed_)
         return;
-    if (ec == http::error::need_buffer)
-        ec = {};
     if (ec) {
         if (retry_on_fresh_connection(ec))
             return;
@@ -669,8 +667,7 @@ void session::on_read_request_body(beast::error_code ec) {
     }
     auto& body = parser_->get().body();
     body.size = worker::body_buffer_size - body.size;
-    // A read can end on chunk framing alone; an empty buffer handed to the serializer would
-    // go out as the zero-length last chunk.
+    // A read can end on chunk framing alone: nothing to send yet.
     if (body.size == 0 && !parser_->is_done())
         return do_read_request_body();
     body.data = body.size ? body_buffer_.get() : nullptr;
@@ -679,8 +676,9 @@ void session::on_read_request_body(beast::error_code ec) {
 }
 
 void session::do_write_request_body() {
+    const auto& body = parser_->get().body();
     upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
-    upstream_->write(*exchange_->request_serializer,
+    upstream_->write(exchange_->to_upstream.prepare(body.data, body.size, !body.more),
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                          self->on_write_request_body(ec);
                      });
@@ -689,22 +687,13 @@ void session::do_write_request_body() {
 void session::on_write_request_body(beast::error_code ec) {
     if (closed_)
         return;
-    if (ec == http::error::need_buffer)
-        ec = {};
     if (ec)
         return upstream_failed(ec, "write request body");
-    if (exchange_->request_serializer->is_done()) {
+    if (exchange_->to_upstream.last_sent()) {
         request_sent_ = true;
         return do_read_response_header();
     }
-    if (!parser_->is_done())
-        return do_read_request_body();
-    // All of the body is in; let the serializer finish (the last chunk).
-    auto& body = parser_->get().body();
-    body.data = nullptr;
-    body.size = 0;
-    body.more = false;
-    do_write_request_body();
+    do_read_request_body();
 }
 
 void session::do_read_response_header() {
@@ -740,8 +729,13 @@ void session::on_read_response_header(beast::error_code ec) {
     const bool upstream_chunked = res.chunked();
     const bool has_length = res.has_content_length();
     proxy::rewrite_response(res);
-    if (limit_headers_)
-        set_limit_headers(res, *limit_headers_);
+    if (limit_headers_) {
+        // The upstream's own Retry-After stays unless this answer carries one.
+        for (const auto name : limit::rate_limit_field_names) {
+            if (name != "Retry-After" || !limit_headers_->retry_after.empty())
+                res.erase(name);
+        }
+    }
     owner_.context().load->record(
         owner_.index(), res.result_int() >= 500,
         std::chrono::duration_cast<std::chrono::microseconds>(upstream_time_));
@@ -760,45 +754,16 @@ void session::on_read_response_header(beast::error_code ec) {
     res.keep_alive(client_keep_alive_ && !draining_);
     status_ = res.result_int();
 
-    auto& body = res.body();
-    body.data = nullptr;
-    body.size = 0;
-    body.more = !exchange_->response_parser->is_done();
-    exchange_->response_serializer.emplace(res);
-    if (body.more && upstream_->buffered() > 0) {
+    const bool bodiless = parser_->get().method() == http::verb::head || status_ < 200 ||
+                          status_ == 204 || status_ == 304;
+    exchange_->to_client.start(res, bodiless, limit_lines(limit_headers_, limit_lines_));
+    const bool done = exchange_->response_parser->is_done();
+    if (!done && upstream_->buffered() > 0) {
         // The first body bytes came with the header: read them (no wait, they are buffered)
         // and send header and body in one write instead of two.
         return do_read_response_body();
     }
-    stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-    http::async_write_header(stream_, *exchange_->response_serializer,
-                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                                 self->on_write_response_header(ec);
-                             });
-}
-
-void session::on_write_response_header(beast::error_code ec) {
-    if (ec == http::error::need_buffer)
-        ec = {};
-    if (ec) {
-        fail(ec, "write response header");
-        log_access(status_);
-        return close();
-    }
-    if (exchange_->response_parser->is_done()) {
-        auto& body = exchange_->response_parser->get().body();
-        body.data = nullptr;
-        body.size = 0;
-        body.more = false;
-        if (exchange_->response_serializer->is_done())
-            return finish_exchange();
-        stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-        return http::async_write(stream_, *exchange_->response_serializer,
-                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                                     self->on_write_response_body(ec);
-                                 });
-    }
-    do_read_response_body();
+    do_write_response(nullptr, 0, done);
 }
 
 void session::do_read_response_body() {
@@ -823,62 +788,41 @@ void session::on_read_response_body(beast::error_code ec) {
         fail(ec, "read response body");
         spdlog::warn("upstream response body ended early: {}", ec.message());
         log_access(status_);
-        if (!exchange_->response_serializer->is_header_done()) {
+        if (!exchange_->to_client.header_sent()) {
             // The header was held back for the first body bytes: send it as it would have
             // been, then end the response short.
             stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-            return http::async_write_header(
-                stream_, *exchange_->response_serializer,
+            return asio::async_write(
+                stream_, exchange_->to_client.prepare(nullptr, 0, false),
                 [self = shared_from_this()](beast::error_code, std::size_t) { self->close(); });
         }
         return close();
     }
-    auto& body = exchange_->response_parser->get().body();
-    body.size = worker::body_buffer_size - body.size;
-    if (body.size == 0 && !exchange_->response_parser->is_done()) {
-        if (!exchange_->response_serializer->is_header_done()) {
-            // Nothing of the body yet after all: the header goes out now, as it did before.
-            body.data = nullptr;
-            body.more = true;
-            stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-            return http::async_write_header(
-                stream_, *exchange_->response_serializer,
-                [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                    self->on_write_response_header(ec);
-                });
-        }
+    const auto size = worker::body_buffer_size - exchange_->response_parser->get().body().size;
+    const bool done = exchange_->response_parser->is_done();
+    if (size == 0 && !done && exchange_->to_client.header_sent())
         return do_read_response_body();
-    }
-    body.data = body.size ? body_buffer_.get() : nullptr;
-    body.more = !exchange_->response_parser->is_done();
+    // With nothing of the body yet after all, the held-back header goes out alone.
+    do_write_response(size ? body_buffer_.get() : nullptr, size, done);
+}
+
+void session::do_write_response(const void* data, std::size_t size, bool last) {
     stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-    http::async_write(stream_, *exchange_->response_serializer,
+    asio::async_write(stream_, exchange_->to_client.prepare(data, size, last),
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                          self->on_write_response_body(ec);
+                          self->on_write_response(ec);
                       });
 }
 
-void session::on_write_response_body(beast::error_code ec) {
-    if (ec == http::error::need_buffer)
-        ec = {};
+void session::on_write_response(beast::error_code ec) {
     if (ec) {
-        fail(ec, "write response body");
+        fail(ec, "write response");
         log_access(status_);
         return close();
     }
-    if (exchange_->response_serializer->is_done())
+    if (exchange_->to_client.last_sent())
         return finish_exchange();
-    if (!exchange_->response_parser->is_done())
-        return do_read_response_body();
-    auto& body = exchange_->response_parser->get().body();
-    body.data = nullptr;
-    body.size = 0;
-    body.more = false;
-    stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-    http::async_write(stream_, *exchange_->response_serializer,
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                          self->on_write_response_body(ec);
-                      });
+    do_read_response_body();
 }
 
 void session::finish_exchange() {
@@ -887,9 +831,7 @@ void session::finish_exchange() {
     // kept aside when its header arrived.
     const bool upstream_reusable =
         upstream_keep_alive_ && exchange_->response_parser->is_done() && request_sent_;
-    exchange_->response_serializer.reset();
     exchange_->response_parser.reset();
-    exchange_->request_serializer.reset();
     if (upstream_reusable) {
         owner_.pool().release(std::move(upstream_));
     } else {
@@ -948,8 +890,6 @@ void session::send_json(http::status status, std::string body) {
                             : path_.rfind(owner_.context().settings.server.api_prefix, 0) == 0
                                 ? "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
                                 : "GET, HEAD");
-    if (limit_headers_)
-        set_limit_headers(local_response_, *limit_headers_);
     if (!retry_after_.empty()) {
         local_response_.set(http::field::retry_after, retry_after_);
         retry_after_.clear();
@@ -957,12 +897,17 @@ void session::send_json(http::status status, std::string body) {
     local_response_.body() = std::move(body);
     local_response_.keep_alive(keep_alive);
     local_response_.prepare_payload();
-    if (parser_ && parser_->is_header_done() && parser_->get().method() == http::verb::head)
-        local_response_.body().clear();  // Content-Length stays: it describes the GET answer
+    // To HEAD: Content-Length stays (it describes the GET answer), the body is not sent.
+    const bool head =
+        parser_ && parser_->is_header_done() && parser_->get().method() == http::verb::head;
+    if (!exchange_)
+        exchange_ = owner_.take_exchange();
+    exchange_->to_client.start(local_response_, head, limit_lines(limit_headers_, limit_lines_));
     status_ = static_cast<unsigned>(status);
     log_access(status_);
     stream_.expires_after(owner_.context().settings.server.idle_timeout);
-    http::async_write(stream_, local_response_,
+    const auto& text = local_response_.body();
+    asio::async_write(stream_, exchange_->to_client.prepare(text.data(), text.size(), true),
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                           self->on_write_local(ec);
                       });
@@ -979,18 +924,33 @@ void session::on_write_local(beast::error_code ec) {
 }
 
 // While the upstream works on a response, nothing reads from the client, so a client that
-// gives up would go unnoticed until the response is written. A raw read on the socket
-// notices at once (then the upstream request is cancelled by closing it); bytes of a
-// pipelined next request that arrive meanwhile are kept for the parser.
+// gives up would go unnoticed until the response is written. Waiting for the socket to turn
+// readable notices at once (then the upstream request is cancelled by closing it); bytes of
+// a pipelined next request that arrive meanwhile are kept for the parser. A wait rather than
+// a read: a read would first try the socket and fail, one wasted system call per request.
 void session::watch_client() {
     if (watching_ || closed_)
         return;
     watching_ = true;
-    stream_.socket().async_read_some(
-        asio::buffer(watch_buffer_),
-        [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-            self->on_watch_client(ec, n);
-        });
+    stream_.socket().async_wait(
+        tcp::socket::wait_read,
+        [self = shared_from_this()](beast::error_code ec) { self->on_client_readable(ec); });
+}
+
+void session::on_client_readable(beast::error_code ec) {
+    std::size_t n = 0;
+    if (!ec && !closed_) {
+        // The socket is non-blocking: this read never waits.
+        n = stream_.socket().receive(asio::buffer(watch_buffer_), {}, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            ec = {};
+            if (!resume_keep_alive_) {
+                watching_ = false;  // readable, then not after all: wait again
+                return watch_client();
+            }
+        }
+    }
+    on_watch_client(ec, n);
 }
 
 void session::on_watch_client(beast::error_code ec, std::size_t n) {

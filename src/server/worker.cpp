@@ -110,9 +110,7 @@ std::unique_ptr<exchange_state> worker::take_exchange() {
 void worker::return_exchange(std::unique_ptr<exchange_state> e) {
     if (!e)
         return;
-    e->response_serializer.reset();
     e->response_parser.reset();
-    e->request_serializer.reset();
     if (spare_exchanges_.size() < max_spare_buffers)
         spare_exchanges_.push_back(std::move(e));
 }

@@ -74,4 +74,10 @@ std::string bucket_key(std::string_view key_prefix, std::string_view policy_name
 std::string bucket_id(key_kind k, std::string_view token_id, std::string_view client_address,
                       std::string_view method, std::string_view path);
 
+// bucket_key(prefix, name, bucket_id(...)) written over `key`, whose capacity is reused: the
+// per-request form, with no allocation once the string has grown to size.
+void assign_bucket_key(std::string& key, std::string_view key_prefix, std::string_view policy_name,
+                       key_kind k, std::string_view token_id, std::string_view client_address,
+                       std::string_view method, std::string_view path);
+
 }  // namespace ratelimit_proxy::limit

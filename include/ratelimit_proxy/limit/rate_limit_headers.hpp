@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "ratelimit_proxy/limit/decision.hpp"
 
@@ -20,6 +21,15 @@ struct rate_limit_headers {
     std::string retry_after;  // Retry-After
 
     bool empty() const { return limit.empty(); }
+    // "Name: value\r\n" for each non-empty field, ready to go into a serialized header.
+    void append_lines(std::string& out) const;
+};
+
+// The field names rate_limit_headers writes: an upstream's own fields of these names are
+// dropped so the client sees one value of each.
+inline constexpr std::string_view rate_limit_field_names[] = {
+    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy",
+    "RateLimit",         "Retry-After",
 };
 
 rate_limit_headers make_headers(const decision& d);

@@ -1,15 +1,16 @@
 #pragma once
 
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 
 namespace boost::asio::ssl {
 class context;
@@ -20,7 +21,6 @@ namespace ratelimit_proxy::proxy {
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-using request_serializer = http::request_serializer<http::buffer_body>;
 using response_parser = http::response_parser<http::buffer_body>;
 using io_handler = std::function<void(beast::error_code, std::size_t)>;
 
@@ -32,9 +32,9 @@ class upstream_connection {
     virtual ~upstream_connection() = default;
 
     virtual void expires_after(std::chrono::steady_clock::duration d) = 0;
-    virtual void write_header(request_serializer& sr, io_handler h) = 0;
-    // Writes what the serializer has; need_buffer means "give me more body".
-    virtual void write(request_serializer& sr, io_handler h) = 0;
+    // Writes all of the buffers (an outgoing_message's prepare()); they must stay valid
+    // until the handler runs.
+    virtual void write(std::span<const boost::asio::const_buffer> buffers, io_handler h) = 0;
     virtual void read_header(response_parser& p, io_handler h) = 0;
     virtual void read_some(response_parser& p, io_handler h) = 0;
     virtual void close() = 0;

@@ -6,7 +6,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include <array>
@@ -19,6 +18,7 @@
 #include "ratelimit_proxy/auth/token_store.hpp"
 #include "ratelimit_proxy/limit/decision.hpp"
 #include "ratelimit_proxy/limit/rate_limit_headers.hpp"
+#include "ratelimit_proxy/proxy/outgoing_message.hpp"
 #include "ratelimit_proxy/proxy/upstream_connection.hpp"
 
 namespace ratelimit_proxy::server {
@@ -28,11 +28,11 @@ namespace http = beast::http;
 
 class worker;
 
-// The serializers and parser of one upstream exchange.
+// The writers and parser of one upstream exchange; to_client also carries local answers.
 struct exchange_state {
-    std::optional<proxy::request_serializer> request_serializer;
+    proxy::outgoing_message to_upstream;
     std::optional<proxy::response_parser> response_parser;
-    std::optional<http::response_serializer<http::buffer_body>> response_serializer;
+    proxy::outgoing_message to_client;
 };
 
 // One downstream connection: read a request header, answer locally or authenticate, check
@@ -56,7 +56,6 @@ class session : public std::enable_shared_from_this<session> {
 
   private:
     using request_parser = http::request_parser<http::buffer_body>;
-    using downstream_serializer = http::response_serializer<http::buffer_body>;
     static constexpr std::size_t first_read_size = 4096;
 
     void do_read_header();
@@ -89,10 +88,10 @@ class session : public std::enable_shared_from_this<session> {
     void on_write_request_body(beast::error_code ec);
     void do_read_response_header();
     void on_read_response_header(beast::error_code ec);
-    void on_write_response_header(beast::error_code ec);
     void do_read_response_body();
     void on_read_response_body(beast::error_code ec);
-    void on_write_response_body(beast::error_code ec);
+    void do_write_response(const void* data, std::size_t size, bool last);
+    void on_write_response(beast::error_code ec);
     void finish_exchange();
     bool retry_on_fresh_connection(beast::error_code ec);
     void upstream_failed(beast::error_code ec, const char* what);
@@ -103,6 +102,7 @@ class session : public std::enable_shared_from_this<session> {
     void next_request_or_close(bool keep_alive);
     void linger();
     void watch_client();
+    void on_client_readable(beast::error_code ec);
     void on_watch_client(beast::error_code ec, std::size_t n);
     void close();
     void fail(beast::error_code ec, const char* what);
@@ -119,7 +119,8 @@ class session : public std::enable_shared_from_this<session> {
     std::shared_ptr<const limit::rule_set> rules_;  // held while a check refers to its policies
     std::vector<const limit::policy*> selected_;
     std::vector<limit::check_item> items_;
-    double scale_ = 1;  // the factor this request's limits were multiplied by
+    std::size_t items_used_ = 0;  // while add_check_item fills items_
+    double scale_ = 1;            // the factor this request's limits were multiplied by
     std::chrono::steady_clock::time_point check_started_;
     std::optional<request_parser> parser_;
     http::response<http::string_body> local_response_;
@@ -137,6 +138,7 @@ class session : public std::enable_shared_from_this<session> {
     auth::identity identity_;
     std::string bearer_;
     std::optional<limit::rate_limit_headers> limit_headers_;
+    std::string limit_lines_;  // limit_headers_ as header lines; capacity kept
     std::string retry_after_;  // for a local 503 that has no limit headers
     std::unique_ptr<proxy::upstream_connection> upstream_;
     bool upstream_reused_ = false;
