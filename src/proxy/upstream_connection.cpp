@@ -49,9 +49,11 @@ class basic_upstream_connection final : public upstream_connection {
         tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
         tcp().close();
     }
-    bool usable_when_idle() override {
+    bool usable_when_idle(bool probe_socket) override {
         if (!tcp().socket().is_open() || buffer_.size() != 0)
             return false;
+        if (!probe_socket)
+            return true;
         char probe;
         ssize_t n = ::recv(tcp().socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
         // 0: the peer closed. >0: it sent something nobody asked for (e.g. TLS close_notify).

@@ -21,13 +21,14 @@ void upstream_pool::evict_expired(std::chrono::steady_clock::time_point now) {
     }
 }
 
-void upstream_pool::acquire(acquire_handler done) {
+void upstream_pool::acquire(acquire_handler done, bool probe) {
     const auto now = std::chrono::steady_clock::now();
     evict_expired(now);
+    probe = probe || where_.tls;
     while (!idle_.empty()) {
         auto conn = std::move(idle_.back());
         idle_.pop_back();
-        if (now - conn->idle_since < idle_timeout_ && conn->usable_when_idle()) {
+        if (now - conn->idle_since < idle_timeout_ && conn->usable_when_idle(probe)) {
             done({}, std::move(conn), true);
             return;
         }

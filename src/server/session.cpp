@@ -552,7 +552,10 @@ void session::start_upstream(bool fresh_connection) {
     if (fresh_connection) {
         owner_.pool().connect_new(std::move(handler));
     } else {
-        owner_.pool().acquire(std::move(handler));
+        // A stale pooled connection fails before any response byte; retry_on_fresh_connection
+        // then retries exactly these requests, so they skip the pool's liveness probe.
+        const bool retryable = is_idempotent(parser_->get().method()) && !request_has_body_;
+        owner_.pool().acquire(std::move(handler), !retryable);
     }
 }
 

@@ -38,8 +38,9 @@ class upstream_connection {
     virtual void read_header(response_parser& p, io_handler h) = 0;
     virtual void read_some(response_parser& p, io_handler h) = 0;
     virtual void close() = 0;
-    // Non-blocking: false if the peer closed the idle connection or sent something unasked.
-    virtual bool usable_when_idle() = 0;
+    // Non-blocking: false if the connection is closed or holds bytes nobody asked for; with
+    // probe_socket also when a peek finds the peer closed it or sent something unasked.
+    virtual bool usable_when_idle(bool probe_socket) = 0;
     // Bytes already read from the socket and not yet parsed: a read_some completes at once.
     virtual std::size_t buffered() const = 0;
 

@@ -18,8 +18,10 @@ class upstream_pool {
                   upstream_endpoint where, std::chrono::milliseconds connect_timeout,
                   std::size_t max_idle, std::chrono::milliseconds idle_timeout);
 
-    // An idle connection that still looks alive, else a new one.
-    void acquire(acquire_handler done);
+    // An idle connection, else a new one. With probe (and always for TLS) an idle one is
+    // first checked with a non-blocking peek; without, a caller that can safely retry on a
+    // fresh connection (an idempotent request with no body) saves that system call.
+    void acquire(acquire_handler done, bool probe = true);
     // A fresh connection, never a pooled one (to retry after a reused one failed).
     void connect_new(acquire_handler done);
     void release(std::unique_ptr<upstream_connection> conn);
