@@ -30,6 +30,10 @@ INSTALL=1
 KEEP_TMP=0
 WRK_CPU="${BENCH_WRK_CPU:-1}"       # wrk runs here
 SERVER_CPU="${BENCH_SERVER_CPU:-0}" # upstream, redis and every proxy run here
+# Redis shares the proxies' CPU by default (the conservative layout: its CPU per check counts
+# against ratelimit-proxy). BENCH_REDIS_CPU=1 puts it beside wrk instead, as a separate Redis
+# host would be; the output says which layout ran.
+REDIS_CPU="${BENCH_REDIS_CPU:-$SERVER_CPU}"
 STREAM_BYTES=$((1024 * 1024 * 1024))
 IDLE_CONNECTIONS=10000
 
@@ -46,7 +50,8 @@ Options:
   --skip-install   do not check or install Debian packages
   --keep-tmp       keep the temporary directory (configs, logs, raw wrk output)
   --binary PATH    measure this ratelimit-proxy binary instead of building build-bench/
-Environment: BENCH_WRK_CPU (default 1), BENCH_SERVER_CPU (default 0): taskset CPUs.
+Environment: BENCH_WRK_CPU (default 1), BENCH_SERVER_CPU (default 0), BENCH_REDIS_CPU (default:
+the server CPU): taskset CPUs.
 EOF
 }
 
@@ -103,9 +108,15 @@ trap 'exit 143' TERM
 if [[ "$(nproc)" -ge 2 ]]; then
     PIN_SERVER=(taskset -c "$SERVER_CPU")
     PIN_WRK=(taskset -c "$WRK_CPU")
-    PINNING="wrk on CPU $WRK_CPU; upstream nginx, redis-server and every proxy on CPU $SERVER_CPU"
+    PIN_REDIS=(taskset -c "$REDIS_CPU")
+    if [[ "$REDIS_CPU" == "$SERVER_CPU" ]]; then
+        PINNING="wrk on CPU $WRK_CPU; upstream nginx, redis-server and every proxy on CPU $SERVER_CPU"
+    else
+        PINNING="wrk on CPU $WRK_CPU; redis-server on CPU $REDIS_CPU; upstream nginx and every proxy on CPU $SERVER_CPU"
+    fi
 else
     PIN_SERVER=()
+    PIN_REDIS=()
     PIN_WRK=()
     PINNING="not pinned (one CPU)"
 fi
@@ -244,7 +255,7 @@ start_upstream() {
 start_redis() {
     REDIS_PORT="$(free_port)"
     mkdir -p "$WORK/redis"
-    "${PIN_SERVER[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    "${PIN_REDIS[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$WORK/redis" --logfile "$WORK/redis/redis.log" --daemonize no &
     REDIS_PID=$!
     STARTED_PIDS+=("$REDIS_PID")

@@ -1,6 +1,7 @@
 // Header rewriting with exact control over both legs (in-process upstream that records).
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <thread>
 
 #include "beast_upstream.hpp"
@@ -82,6 +83,26 @@ TEST_F(HeaderHygieneTest, StripsHopByHopResponseHeadersAndPassesTheRest) {
     EXPECT_EQ(r.header("x-ratelimit-remaining-requests"), "99");
     EXPECT_EQ(r.header("X-End-To-End"), "yes");
     EXPECT_EQ(r.body, R"({"hop":true})");
+}
+
+TEST_F(HeaderHygieneTest, ProxyLimitHeadersReplaceTheUpstreamsButItsRetryAfterStays) {
+    start({{"RATE_LIMIT", "50"}, {"BURST", "50"}});
+    auto r = http_get(proxy->port(), "/api/hop", bearer(token));
+    ASSERT_EQ(r.status, 200u) << r.body;
+    SCOPED_TRACE("client saw:\n" + r.headers_text());
+    // One X-RateLimit-Limit, the proxy's; an allowed answer has no Retry-After of its own,
+    // so the upstream's reaches the client.
+    std::string lower = r.headers_text();
+    for (auto& c : lower)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::size_t count = 0;
+    for (auto at = lower.find("x-ratelimit-limit:"); at != std::string::npos;
+         at = lower.find("x-ratelimit-limit:", at + 1))
+        ++count;
+    EXPECT_EQ(count, 1u);
+    EXPECT_EQ(r.header("X-RateLimit-Limit"), "50");
+    EXPECT_EQ(r.header("Retry-After"), "30");
+    EXPECT_EQ(r.header("x-ratelimit-limit-requests"), "100");
 }
 
 TEST_F(HeaderHygieneTest, DoesNotForwardTheClientsAuthorization) {

@@ -351,6 +351,8 @@ void beast_upstream::serve(int fd) {
                 "Proxy-Connection: keep-alive\r\n"
                 "x-ratelimit-limit-requests: 100\r\n"
                 "x-ratelimit-remaining-requests: 99\r\n"
+                "X-RateLimit-Limit: 7\r\n"
+                "Retry-After: 30\r\n"
                 "X-End-To-End: yes\r\n"
                 "Content-Length: " +
                 std::to_string(body.size()) + "\r\n\r\n" + body);

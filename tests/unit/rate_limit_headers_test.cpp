@@ -118,3 +118,18 @@ TEST_F(RateLimitHeaders, OnlyShadowPoliciesGiveNoHeaders) {
     d.choose_tightest();
     EXPECT_TRUE(limit::make_headers(d).empty());
 }
+
+TEST_F(RateLimitHeaders, HeaderLinesListEveryFieldOnceRetryAfterOnlyWhenDenied) {
+    std::string lines = "kept\r\n";
+    limit::make_headers(decide(true, 4, 12.0)).append_lines(lines);
+    EXPECT_EQ(
+        lines,
+        "kept\r\nX-RateLimit-Limit: 5\r\nX-RateLimit-Remaining: 4\r\nX-RateLimit-Reset: 12\r\n"
+        "RateLimit-Policy: \"default\";q=5;w=60\r\nRateLimit: \"default\";r=4;t=12\r\n");
+    lines.clear();
+    limit::make_headers(decide(false, 0, 60.0, 11.4)).append_lines(lines);
+    EXPECT_NE(lines.find("\r\nRetry-After: 12\r\n"), std::string::npos);
+    lines.clear();
+    limit::rate_limit_headers{}.append_lines(lines);
+    EXPECT_EQ(lines, "");
+}
