@@ -9,279 +9,320 @@
 -- only "epsilon" (it turns 0.9999999999 tokens into 1). State is stored as fixed-precision
 -- strings (times and counts %.0f, tat %.6f, tb tokens %.12f so that rounding does not drift
 -- across requests), and the C++ twin rounds identically (snprintf + strtod, as Lua does).
+--
+-- Cost: this runs once per proxied request, and Redis runs the whole chunk on every EVALSHA
+-- (every function defined in it is a new closure each time). So it allocates little: the
+-- algorithms are branches of one loop, not functions, there is one helper (`fixed`) and no
+-- table per item. And it avoids what costs most after the Redis commands themselves,
+-- printf and C function calls:
+-- - r6(v) is written out inline as `if v % 1 ~= 0 then v = fmt('%.6f', v) * 1 end`: a
+--   whole number is on the grid already (printing it and parsing it back gives v itself,
+--   -0 included).
+-- - `s * 1` converts a string exactly as tonumber(s) does (both are Lua's luaO_str2d), only
+--   without the call. ARGV numbers are converted so (a malformed one is an error instead of
+--   nil); values read back from Redis keep tonumber, so that anything else reads as absent.
+-- - math.min/max are written out as `a < b and a or b`, which is what they compute.
 
-local function r6(x)
-  return tonumber(string.format('%.6f', x))
-end
-local function f6(x)
-  return string.format('%.6f', x)
-end
-local function f0(x)
-  return string.format('%.0f', x)
-end
+local tonumber, fmt, floor, ceil = tonumber, string.format, math.floor, math.ceil
+local call, KEYS, ARGV = redis.call, KEYS, ARGV
 
--- Reads hash fields; a key of another type (the policy changed algorithm) reads as empty
--- and is deleted before it is written.
-local function hmget(key, ...)
-  local r = redis.pcall('HMGET', key, ...)
-  if type(r) == 'table' and r.err then
-    return {}, true
+-- string.format(pattern, x), pattern being '%.0f', '%.6f' or '%.12f'. A whole number that a
+-- C long holds prints the same through %d followed by the zeros (whole_pattern), which is
+-- much cheaper; -0 (%d drops its sign) and fractions cannot take that path.
+local function fixed(x, pattern, whole_pattern)
+  if x % 1 == 0 and x > -2^53 and x < 2^53 and (x ~= 0 or 1 / x > 0) then
+    return fmt(whole_pattern, x)
   end
-  return r, false
+  return fmt(pattern, x)
 end
 
--- Howard Hinnant's days_from_civil / civil_from_days (proleptic Gregorian, UTC). Floor
--- division makes the era right for dates before 1970 too.
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = m > 2 and m - 3 or m + 9
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local function civil_from_days(z)
-  z = z + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
-                          - math.floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  if m <= 2 then y = y + 1 end
-  return y, m, d
-end
-
--- Start and end (Unix seconds) of the UTC calendar month containing s.
-local function month_bounds(s)
-  local y, m = civil_from_days(math.floor(s / 86400))
-  local start = days_from_civil(y, m, 1) * 86400
-  if m == 12 then
-    y, m = y + 1, 1
-  else
-    m = m + 1
-  end
-  return start, days_from_civil(y, m, 1) * 86400
-end
-
-local now = tonumber(ARGV[1])
+local now = ARGV[1] ~= '' and tonumber(ARGV[1]) or nil  -- "" (production) skips tonumber
+local now_s  -- now as stored ('%.0f'), made when first needed
 if now == nil then
   -- Redis's clock, so every proxy instance agrees on the time.
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local n = tonumber(ARGV[2])
-
--- Token bucket. Stored: hash { tokens, ts }.
-local function tb(it)
-  local rate = it.limit / it.window
-  local cap = it.burst > 0 and it.burst or it.limit
-  local s, wrong = hmget(it.key, 'tokens', 'ts')
-  it.wrong = wrong
-  local tokens, ts = tonumber(s[1]), tonumber(s[2])
-  if tokens == nil or ts == nil then
-    tokens = cap
-    ts = now
-  end
-  local elapsed = now - ts
-  if elapsed < 0 then elapsed = 0 end
-  -- The level is kept with 12 decimals (no drift worth the name); decisions and replies see
-  -- it on the 6-decimal grid.
-  local level = math.min(cap, tokens + elapsed * rate / 1000000)
-  tokens = r6(level)
-  it.allowed = tokens >= it.cost
-  local after_level = level
-  if it.allowed then
-    after_level = level - it.cost
-    if after_level < 0 then after_level = 0 end  -- level was a hair under cost
-  end
-  local after = r6(after_level)
-  it.after_remaining = math.floor(after)
-  it.after_reset = (cap - after) / rate
-  it.before_remaining = math.floor(tokens)
-  it.before_reset = (cap - tokens) / rate
-  if it.allowed then
-    it.retry = 0
-  elseif it.cost > cap then
-    it.retry = it.window  -- never possible; tell the client to come back much later
-  else
-    it.retry = (it.cost - tokens) / rate
-  end
-  it.write = function()
-    redis.call('HSET', it.key, 'tokens', string.format('%.12f', after_level), 'ts', f0(now))
-    -- Once the bucket would be full it carries no information: let it expire.
-    redis.call('PEXPIRE', it.key, math.ceil((cap - after) / rate * 1000) + 1000)
+  local t = call('TIME')
+  local sec, us = t[1], t[2]
+  now = sec * 1000000 + us
+  -- '%.0f' of now is the seconds followed by the microseconds on 6 digits (while now is
+  -- exact, until the year 2255).
+  if sec ~= '0' and now < 2^53 then
+    if #us < 6 then us = string.rep('0', 6 - #us) .. us end
+    now_s = sec .. us
   end
 end
+local n = ARGV[2] * 1
 
--- GCRA: the token bucket with one stored number, the theoretical arrival time (µs).
--- Tokens available = cap - (tat0 - now) / T, rounded to the same grid as tb, so that tb and
--- gcra decide alike.
-local function gcra(it)
-  local rate = it.limit / it.window
-  local cap = it.burst > 0 and it.burst or it.limit
-  local t = 1000000 / rate
-  local r = redis.pcall('GET', it.key)
-  local tat = nil
-  if type(r) == 'table' and r.err then
-    it.wrong = true
-  else
-    tat = tonumber(r)
-  end
-  if tat == nil then tat = now end
-  local tat0 = math.max(tat, now)
-  local new_tat = tat0 + it.cost * t
-  local avail = r6(cap - (tat0 - now) / t)
-  it.allowed = avail >= it.cost
-  it.after_remaining = math.floor(r6(cap - (new_tat - now) / t))
-  it.after_reset = (new_tat - now) / 1000000
-  it.before_remaining = math.floor(avail)
-  it.before_reset = (tat0 - now) / 1000000
-  if it.allowed then
-    it.retry = 0
-  elseif it.cost > cap then
-    it.retry = it.window
-  else
-    it.retry = (tat0 + it.cost * t - cap * t - now) / 1000000
-  end
-  it.write = function()
-    local stored = r6(new_tat)
-    redis.call('SET', it.key, f6(stored), 'PX', math.ceil((stored - now) / 1000) + 1000)
-  end
-end
-
--- Sliding window, weighted two-window counter: constant memory, approximate. The previous
--- window's count is weighted by how much of it still overlaps the sliding window, which
--- assumes its requests were spread evenly; with bursty traffic the estimate can be off by up
--- to the previous window's count in either direction. Stored: hash { w, c, p }.
-local function sw(it)
-  local ww = it.window * 1000000
-  local cur = math.floor(now / ww) * ww
-  local s, wrong = hmget(it.key, 'w', 'c', 'p')
-  it.wrong = wrong
-  local w, c, p = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
-  if w ~= cur then
-    if w == cur - ww then
-      p = c
-    else
-      p = 0
-    end
-    c = 0
-  end
-  local weight = (ww - (now - cur)) / ww
-  local est = r6(p * weight + c)
-  it.allowed = r6(est + it.cost) <= it.limit
-  local c_after = c
-  local est_after = est
-  if it.allowed then
-    c_after = c + it.cost
-    est_after = r6(p * weight + c_after)
-  end
-  local function reset_of(cc)
-    if cc > 0 then return (cur + 2 * ww - now) / 1000000 end
-    if p > 0 then return (cur + ww - now) / 1000000 end
-    return 0
-  end
-  it.after_remaining = math.floor(r6(it.limit - est_after))
-  it.after_reset = reset_of(c_after)
-  it.before_remaining = math.floor(r6(it.limit - est))
-  it.before_reset = reset_of(c)
-  if it.allowed then
-    it.retry = 0
-  elseif it.cost > it.limit then
-    it.retry = it.window
-  else
-    local at
-    local room = it.limit - c - it.cost
-    if room >= 0 and p > 0 then
-      -- Within this window: p's weight falls until p * weight <= room.
-      at = cur + ww - room * ww / p
-    elseif c > 0 then
-      -- Next window: c becomes the previous count; wait until c * weight' <= limit - cost.
-      at = cur + 2 * ww - (it.limit - it.cost) * ww / c
-    else
-      at = cur + ww
-    end
-    it.retry = (at - now) / 1000000
-    if it.retry < 0 then it.retry = 0 end
-  end
-  it.write = function()
-    redis.call('HSET', it.key, 'w', f0(cur), 'c', f0(c_after), 'p', f0(p))
-    redis.call('PEXPIRE', it.key, math.ceil(2 * ww / 1000) + 1000)
-  end
-end
-
--- Fixed window aligned to the Unix epoch (a "day" resets at midnight UTC), or with flag "m"
--- a UTC calendar month. Stored: hash { w, c }.
-local function fw(it)
-  local ws, we
-  if it.month then
-    local s, e = month_bounds(math.floor(now / 1000000))
-    ws, we = s * 1000000, e * 1000000
-  else
-    local ww = it.window * 1000000
-    ws = math.floor(now / ww) * ww
-    we = ws + ww
-  end
-  local s, wrong = hmget(it.key, 'w', 'c')
-  it.wrong = wrong
-  local w, c = tonumber(s[1]), tonumber(s[2]) or 0
-  if w ~= ws then c = 0 end
-  it.allowed = c + it.cost <= it.limit
-  local c_after = c
-  if it.allowed then c_after = c + it.cost end
-  it.after_remaining = math.floor(r6(it.limit - c_after))
-  it.after_reset = (we - now) / 1000000
-  it.before_remaining = math.floor(r6(it.limit - c))
-  it.before_reset = it.after_reset
-  -- Denied: the window's end, also when cost > limit (then it never fits; the client learns
-  -- that from remaining, and asking again next window costs nothing).
-  it.retry = it.allowed and 0 or (we - now) / 1000000
-  it.write = function()
-    redis.call('HSET', it.key, 'w', f0(ws), 'c', f0(c_after))
-    redis.call('PEXPIRE', it.key, math.ceil((we - now) / 1000) + 1000)
-  end
-end
-
-local algorithms = { tb = tb, gcra = gcra, sw = sw, fw = fw }
+-- Item i's reply is out[4i-2 .. 4i+1]: allowed, remaining, reset, retry. The first pass puts
+-- there the reply as if nothing were consumed (reset still a number); the second overwrites
+-- remaining and reset of the items it consumes from, and formats. The retry of an item that
+-- allows is 0: until then, its slot holds instead what consuming from the item needs.
+-- Sized for one item, the common case.
+local out = n == 1 and { 1, 0, 0, 0, 0 } or { 1 }
+local allowed_all = true
 
 -- First decide every item without writing anything.
-local items = {}
-local allowed_all = true
 for i = 1, n do
-  local a = 3 + 6 * (i - 1)
+  local a = 6 * i - 3
+  local algo, key = ARGV[a], KEYS[i]
+  local limit, window, cost = ARGV[a + 1] * 1, ARGV[a + 2] * 1, ARGV[a + 4] * 1
   local flags = ARGV[a + 5] or ''
-  local it = {
-    key = KEYS[i],
-    limit = tonumber(ARGV[a + 1]),
-    window = tonumber(ARGV[a + 2]),
-    burst = tonumber(ARGV[a + 3]) or 0,
-    cost = tonumber(ARGV[a + 4]),
-    shadow = string.find(flags, 's', 1, true) ~= nil,
-    month = string.find(flags, 'm', 1, true) ~= nil,
-  }
-  algorithms[ARGV[a]](it)
-  if not it.allowed and not it.shadow then allowed_all = false end
-  items[i] = it
+  local shadow, month = false, false
+  if flags ~= '' then
+    shadow = string.find(flags, 's', 1, true) ~= nil
+    month = string.find(flags, 'm', 1, true) ~= nil
+  end
+  local allowed, remaining, reset, retry
+  local consume  -- when allowed: what consuming needs, { key holds another type, ... }
+
+  if algo == 'tb' then
+    -- Token bucket. Stored: hash { tokens, ts }.
+    local rate = limit / window
+    local burst = ARGV[a + 3] * 1
+    local cap = burst > 0 and burst or limit
+    -- A key of another type (the policy changed algorithm) reads as empty and is deleted
+    -- before it is written.
+    local s = redis.pcall('HMGET', key, 'tokens', 'ts')
+    local wrong = s.err ~= nil
+    local tokens, ts
+    if not wrong then tokens, ts = tonumber(s[1]), tonumber(s[2]) end
+    if tokens == nil or ts == nil then
+      tokens = cap
+      ts = now
+    end
+    local elapsed = now - ts
+    if elapsed < 0 then elapsed = 0 end
+    -- The level is kept with 12 decimals (no drift worth the name); decisions and replies see
+    -- it on the 6-decimal grid.
+    local level = tokens + elapsed * rate / 1000000
+    level = level < cap and level or cap  -- math.min(cap, level)
+    tokens = level
+    if tokens % 1 ~= 0 then tokens = fmt('%.6f', tokens) * 1 end  -- r6
+    allowed = tokens >= cost
+    remaining = floor(tokens)
+    reset = (cap - tokens) / rate
+    if allowed then
+      local after_level = level - cost
+      if after_level < 0 then after_level = 0 end  -- level was a hair under cost
+      consume = { wrong, after_level, cap, rate }
+    elseif cost > cap then
+      retry = window  -- never possible; tell the client to come back much later
+    else
+      retry = (cost - tokens) / rate
+    end
+
+  elseif algo == 'gcra' then
+    -- GCRA: the token bucket with one stored number, the theoretical arrival time (µs).
+    -- Tokens available = cap - (tat0 - now) / T, rounded to the same grid as tb, so that tb
+    -- and gcra decide alike.
+    local rate = limit / window
+    local burst = ARGV[a + 3] * 1
+    local cap = burst > 0 and burst or limit
+    local t = 1000000 / rate
+    local r = redis.pcall('GET', key)
+    local wrong = type(r) == 'table' and r.err ~= nil
+    local tat = nil
+    if not wrong then tat = tonumber(r) end
+    if tat == nil then tat = now end
+    local tat0 = now > tat and now or tat  -- math.max(tat, now)
+    local avail = cap - (tat0 - now) / t
+    if avail % 1 ~= 0 then avail = fmt('%.6f', avail) * 1 end  -- r6
+    allowed = avail >= cost
+    remaining = floor(avail)
+    reset = (tat0 - now) / 1000000
+    if allowed then
+      consume = { wrong, tat0 + cost * t, cap, t }  -- the new tat
+    elseif cost > cap then
+      retry = window
+    else
+      retry = (tat0 + cost * t - cap * t - now) / 1000000
+    end
+
+  elseif algo == 'sw' then
+    -- Sliding window, weighted two-window counter: constant memory, approximate. The
+    -- previous window's count is weighted by how much of it still overlaps the sliding
+    -- window, which assumes its requests were spread evenly; with bursty traffic the estimate
+    -- can be off by up to the previous window's count in either direction.
+    -- Stored: hash { w, c, p }.
+    local ww = window * 1000000
+    local cur = floor(now / ww) * ww
+    local s = redis.pcall('HMGET', key, 'w', 'c', 'p')
+    local wrong = s.err ~= nil
+    local w, c, p = nil, 0, 0
+    if not wrong then w, c, p = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0 end
+    if w ~= cur then
+      if w == cur - ww then
+        p = c
+      else
+        p = 0
+      end
+      c = 0
+    end
+    local weight = (ww - (now - cur)) / ww
+    local est = p * weight + c
+    if est % 1 ~= 0 then est = fmt('%.6f', est) * 1 end  -- r6
+    local want = est + cost
+    if want % 1 ~= 0 then want = fmt('%.6f', want) * 1 end  -- r6
+    allowed = want <= limit
+    local left = limit - est
+    if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
+    remaining = floor(left)
+    -- Reset: when the counts in the window reach 0.
+    if c > 0 then
+      reset = (cur + 2 * ww - now) / 1000000
+    elseif p > 0 then
+      reset = (cur + ww - now) / 1000000
+    else
+      reset = 0
+    end
+    if allowed then
+      consume = { wrong, cur, c + cost, p, weight, ww, limit }
+    elseif cost > limit then
+      retry = window
+    else
+      local at
+      local room = limit - c - cost
+      if room >= 0 and p > 0 then
+        -- Within this window: p's weight falls until p * weight <= room.
+        at = cur + ww - room * ww / p
+      elseif c > 0 then
+        -- Next window: c becomes the previous count; wait until c * weight' <= limit - cost.
+        at = cur + 2 * ww - (limit - cost) * ww / c
+      else
+        at = cur + ww
+      end
+      retry = (at - now) / 1000000
+      if retry < 0 then retry = 0 end
+    end
+
+  elseif algo == 'fw' then
+    -- Fixed window aligned to the Unix epoch (a "day" resets at midnight UTC), or with flag
+    -- "m" a UTC calendar month. Stored: hash { w, c }.
+    local ws, we
+    if month then
+      -- Howard Hinnant's days_from_civil / civil_from_days (proleptic Gregorian, UTC).
+      -- Floor division makes the era right for dates before 1970 too.
+      local function days_from_civil(y, m, d)
+        if m <= 2 then y = y - 1 end
+        local era = floor(y / 400)
+        local yoe = y - era * 400
+        local mp = m > 2 and m - 3 or m + 9
+        local doy = floor((153 * mp + 2) / 5) + d - 1
+        local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+        return era * 146097 + doe - 719468
+      end
+      -- civil_from_days of today (UTC).
+      local z = floor(floor(now / 1000000) / 86400) + 719468
+      local era = floor(z / 146097)
+      local doe = z - era * 146097
+      local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524)
+                         - floor(doe / 146096)) / 365)
+      local y = yoe + era * 400
+      local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+      local mp = floor((5 * doy + 2) / 153)
+      local m = mp < 10 and mp + 3 or mp - 9
+      if m <= 2 then y = y + 1 end
+      -- Start and end of this month, in µs.
+      ws = days_from_civil(y, m, 1) * 86400 * 1000000
+      if m == 12 then
+        y, m = y + 1, 1
+      else
+        m = m + 1
+      end
+      we = days_from_civil(y, m, 1) * 86400 * 1000000
+    else
+      local ww = window * 1000000
+      ws = floor(now / ww) * ww
+      we = ws + ww
+    end
+    local s = redis.pcall('HMGET', key, 'w', 'c')
+    local wrong = s.err ~= nil
+    local w, c = nil, 0
+    if not wrong then w, c = tonumber(s[1]), tonumber(s[2]) or 0 end
+    if w ~= ws then c = 0 end
+    allowed = c + cost <= limit
+    local left = limit - c
+    if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
+    remaining = floor(left)
+    reset = (we - now) / 1000000  -- consuming does not change it
+    if allowed then
+      consume = { wrong, ws, c + cost, we, limit }
+    else
+      -- The window's end, also when cost > limit (then it never fits; the client learns
+      -- that from remaining, and asking again next window costs nothing).
+      retry = reset
+    end
+
+  else
+    error('unknown algorithm ' .. tostring(algo))
+  end
+
+  if not allowed and not shadow then allowed_all = false end
+  out[4 * i - 2] = allowed and 1 or 0
+  out[4 * i - 1] = remaining
+  out[4 * i] = reset
+  out[4 * i + 1] = consume or fmt('%.6f', retry)
 end
 
--- Then consume from every item that allows, or from none at all.
-local out = { allowed_all and 1 or 0 }
+-- Then consume from every item that allows, or from none at all, and format the reply.
+if not allowed_all then out[1] = 0 end
 for i = 1, n do
-  local it = items[i]
-  local consumed = allowed_all and it.allowed
-  if consumed then
-    if it.wrong then redis.call('DEL', it.key) end
-    it.write()
+  if out[4 * i - 2] == 1 then
+    if allowed_all then
+      local e = out[4 * i + 1]  -- consume
+      local key, algo = KEYS[i], ARGV[6 * i - 3]
+      if e[1] then call('DEL', key) end
+      if algo == 'tb' then
+        local after_level, cap, rate = e[2], e[3], e[4]
+        local after = after_level
+        if after % 1 ~= 0 then after = fmt('%.6f', after) * 1 end  -- r6
+        local reset = (cap - after) / rate
+        out[4 * i - 1] = floor(after)
+        out[4 * i] = reset
+        now_s = now_s or fixed(now, '%.0f', '%d')
+        call('HSET', key, 'tokens', fixed(after_level, '%.12f', '%d.000000000000'),
+             'ts', now_s)
+        -- Once the bucket would be full it carries no information: let it expire.
+        call('PEXPIRE', key, ceil(reset * 1000) + 1000)
+      elseif algo == 'gcra' then
+        local new_tat, cap, t = e[2], e[3], e[4]
+        local left = cap - (new_tat - now) / t
+        if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
+        out[4 * i - 1] = floor(left)
+        out[4 * i] = (new_tat - now) / 1000000
+        local stored = new_tat
+        if stored % 1 ~= 0 then stored = fmt('%.6f', stored) * 1 end  -- r6
+        call('SET', key, fixed(stored, '%.6f', '%d.000000'),
+             'PX', ceil((stored - now) / 1000) + 1000)
+      elseif algo == 'sw' then
+        local cur, c_after, p, weight, ww, limit = e[2], e[3], e[4], e[5], e[6], e[7]
+        local est = p * weight + c_after
+        if est % 1 ~= 0 then est = fmt('%.6f', est) * 1 end  -- r6
+        local left = limit - est
+        if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
+        out[4 * i - 1] = floor(left)
+        if c_after > 0 then
+          out[4 * i] = (cur + 2 * ww - now) / 1000000
+        elseif p > 0 then
+          out[4 * i] = (cur + ww - now) / 1000000
+        else
+          out[4 * i] = 0
+        end
+        call('HSET', key, 'w', fixed(cur, '%.0f', '%d'), 'c', fixed(c_after, '%.0f', '%d'),
+             'p', fixed(p, '%.0f', '%d'))
+        call('PEXPIRE', key, ceil(2 * ww / 1000) + 1000)
+      else
+        local ws, c_after, we, limit = e[2], e[3], e[4], e[5]
+        local left = limit - c_after
+        if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
+        out[4 * i - 1] = floor(left)
+        call('HSET', key, 'w', fixed(ws, '%.0f', '%d'), 'c', fixed(c_after, '%.0f', '%d'))
+        call('PEXPIRE', key, ceil((we - now) / 1000) + 1000)
+      end
+    end
+    out[4 * i + 1] = '0.000000'
   end
-  out[#out + 1] = it.allowed and 1 or 0
-  out[#out + 1] = math.max(0, consumed and it.after_remaining or it.before_remaining)
-  out[#out + 1] = f6(consumed and it.after_reset or it.before_reset)
-  out[#out + 1] = f6(it.retry)
+  local remaining = out[4 * i - 1]
+  out[4 * i - 1] = remaining > 0 and remaining or 0  -- math.max(0, remaining)
+  out[4 * i] = fixed(out[4 * i], '%.6f', '%d.000000')
 end
 return out

@@ -559,17 +559,19 @@ struct connection::impl : std::enable_shared_from_this<impl> {
     // Moves the handler out only when the command was queued.
     bool send(link& l, std::span<const std::string_view> args, reply_handler& handler,
               steady::time_point deadline) {
-        boost::container::small_vector<const char*, 16> argv;
-        boost::container::small_vector<std::size_t, 16> lens;
+        // RESP written here into a reused buffer: hiredis' own formatting (sdscatfmt per
+        // argument) allocated twice and formatted slowly on every request.
+        command_text_.clear();
+        append_resp_length('*', args.size());
         for (auto a : args) {
-            argv.push_back(a.empty() ? "" : a.data());
-            lens.push_back(a.size());
+            append_resp_length('$', a.size());
+            command_text_.append(a).append("\r\n");
         }
         std::uint64_t seq = next_seq_++;
         // Replies come in command order, so the sequence number only checks that invariant.
-        if (redisAsyncCommandArgv(
-                l.ac_, &impl::on_reply, reinterpret_cast<void*>(static_cast<std::uintptr_t>(seq)),
-                static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK)
+        if (redisAsyncFormattedCommand(l.ac_, &impl::on_reply,
+                                       reinterpret_cast<void*>(static_cast<std::uintptr_t>(seq)),
+                                       command_text_.data(), command_text_.size()) != REDIS_OK)
             return false;
         pending_.push_back({seq, std::move(handler), deadline});
         commands_.fetch_add(1, std::memory_order_relaxed);
@@ -658,6 +660,14 @@ struct connection::impl : std::enable_shared_from_this<impl> {
     std::deque<pending> pending_;
     std::size_t expired_ = 0;  // pending_[0, expired_) timed out, their replies still due
     std::uint64_t next_seq_ = 0;
+    std::string command_text_;  // the command being queued, in RESP; capacity kept
+
+    void append_resp_length(char kind, std::size_t n) {
+        char digits[24];
+        const auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
+        command_text_.push_back(kind);
+        command_text_.append(digits, end).append("\r\n");
+    }
     // Pipelining, observable: commands queued and socket writes that carried them. Atomic
     // only so another thread may read them.
     std::atomic<std::uint64_t> commands_{0};
