@@ -80,24 +80,36 @@ std::string token_store::key_for(const digest& d) const {
     return key_prefix_ + ":token:{" + to_hex(d) + "}";
 }
 
-std::optional<identity> token_store::cached(std::string_view token) {
+bool token_store::cached(std::string_view token, identity& out) {
     if (!looks_like_token(token))
-        return std::nullopt;
-    return from_cache(sha256(token), false);
+        return false;
+    const identity* who = find_cached(sha256(token), false);
+    if (!who)
+        return false;
+    out.id = who->id;
+    out.tier = who->tier;
+    out.overrides = who->overrides;
+    return true;
 }
 
-std::optional<identity> token_store::from_cache(const digest& d, bool accept_stale) const {
+const identity* token_store::find_cached(const digest& d, bool accept_stale) const {
     auto it = cache_.find(d);
     if (it == cache_.end())
-        return std::nullopt;
+        return nullptr;
     // Expired entries stay (until the size bound clears them) for use during an outage.
     if (!accept_stale && std::chrono::steady_clock::now() >= it->second.expires)
-        return std::nullopt;
+        return nullptr;
     // The map compared digests already; compare again in constant time so the accept path
     // never depends on a short-circuiting comparison.
     if (!digests_equal(it->first, d))
-        return std::nullopt;
-    return it->second.who;
+        return nullptr;
+    return &it->second.who;
+}
+
+std::optional<identity> token_store::from_cache(const digest& d, bool accept_stale) const {
+    if (const identity* who = find_cached(d, accept_stale))
+        return *who;
+    return std::nullopt;
 }
 
 void token_store::remember(const digest& d, const identity& who) {

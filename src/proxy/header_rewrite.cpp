@@ -2,8 +2,10 @@
 
 #include <boost/beast/http/field.hpp>
 
+#include <boost/container/small_vector.hpp>
+
 #include <array>
-#include <vector>
+#include <string_view>
 
 #include "ratelimit_proxy/proxy/http_text.hpp"
 
@@ -13,7 +15,9 @@ namespace beast = boost::beast;
 
 void strip_hop_by_hop(http::fields& fields) {
     // Collect the names first: erasing while iterating a Connection value would invalidate it.
-    std::vector<std::string> named;
+    // Views into the Connection values stay valid while other fields are erased; Connection
+    // itself goes last, with the other hop-by-hop fields.
+    boost::container::small_vector<std::string_view, 8> named;
     auto [first, last] = fields.equal_range(http::field::connection);
     for (auto it = first; it != last; ++it) {
         std::string_view value = it->value();
@@ -31,7 +35,7 @@ void strip_hop_by_hop(http::fields& fields) {
         // Framing and Host are never the sender's to drop: "Connection: content-length" would
         // leave a body without a length and turn it into a second request on the upstream.
         if (beast::iequals(name, "content-length") || beast::iequals(name, "host") ||
-            beast::iequals(name, "transfer-encoding"))
+            beast::iequals(name, "transfer-encoding") || beast::iequals(name, "connection"))
             continue;
         fields.erase(name);
     }

@@ -214,7 +214,10 @@ void session::on_read_header(beast::error_code ec) {
     idle_ = false;
     status_ = 0;
     decision_label_ = "-";
-    identity_ = {};
+    // Cleared, not replaced: the strings keep their capacity for the next request's identity.
+    identity_.id.clear();
+    identity_.tier.clear();
+    identity_.overrides.reset();
     limit_headers_.reset();
     retried_ = false;
     upstream_time_ = {};
@@ -384,10 +387,8 @@ void session::handle_api() {
                           "missing bearer token: send Authorization: Bearer <token> from POST "
                           "/register");
     }
-    if (auto who = owner_.tokens().cached(*token)) {
-        identity_ = std::move(*who);
+    if (owner_.tokens().cached(*token, identity_))
         return check_limit();
-    }
     owner_.tokens().lookup(*token, [self = shared_from_this()](auth::lookup_result result) {
         self->on_lookup(result);
     });

@@ -40,6 +40,20 @@ TEST_F(HeaderRewrite, StripsEveryHeaderNamedInConnection) {
     EXPECT_EQ(f_["X-Kept"], "3");
 }
 
+TEST_F(HeaderRewrite, ConnectionNamingItselfStillStripsTheNamesAfterIt) {
+    // The names are views into the Connection values: Connection must outlive their use.
+    f_.insert(http::field::connection, "Connection, X-After-Self, CONNECTION");
+    f_.insert(http::field::connection, "X-Second");
+    f_.set("X-After-Self", "1");
+    f_.set("X-Second", "2");
+    f_.set("X-Kept", "3");
+    proxy::strip_hop_by_hop(f_);
+    EXPECT_EQ(f_.count("X-After-Self"), 0u);
+    EXPECT_EQ(f_.count("X-Second"), 0u);
+    EXPECT_EQ(f_.count(http::field::connection), 0u);
+    EXPECT_EQ(f_["X-Kept"], "3");
+}
+
 TEST_F(HeaderRewrite, ReplacesTheClientTokenWithTheUpstreamKey) {
     f_.set(http::field::authorization, "Bearer rlp_clienttoken");
     proxy::rewrite_request(f_, rewrite_, "10.1.2.3");

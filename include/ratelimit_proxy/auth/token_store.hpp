@@ -59,7 +59,8 @@ class token_store {
                 std::size_t cache_size);
 
     // Cache hit: answers now. Miss: nothing, and lookup() must be used.
-    std::optional<identity> cached(std::string_view token);
+    // On a hit fills `out`, assigning into its strings so that their capacity is reused.
+    bool cached(std::string_view token, identity& out);
     // Asks Redis. If Redis cannot answer, a token seen before is still accepted from the
     // cache however old its entry: an outage must not log out every known client.
     void lookup(std::string_view token, std::function<void(lookup_result)> done);
@@ -78,6 +79,7 @@ class token_store {
     std::string key_for(const digest& d) const;
 
   private:
+    const identity* find_cached(const digest& d, bool accept_stale) const;
     std::optional<identity> from_cache(const digest& d, bool accept_stale) const;
     void remember(const digest& d, const identity& who);
 
