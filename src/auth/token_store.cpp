@@ -86,9 +86,7 @@ bool token_store::cached(std::string_view token, identity& out) {
     const identity* who = find_cached(sha256(token), false);
     if (!who)
         return false;
-    out.id = who->id;
-    out.tier = who->tier;
-    out.overrides = who->overrides;
+    out = *who;  // assigns into out's strings
     return true;
 }
 
@@ -106,12 +104,6 @@ const identity* token_store::find_cached(const digest& d, bool accept_stale) con
     return &it->second.who;
 }
 
-std::optional<identity> token_store::from_cache(const digest& d, bool accept_stale) const {
-    if (const identity* who = find_cached(d, accept_stale))
-        return *who;
-    return std::nullopt;
-}
-
 void token_store::remember(const digest& d, const identity& who) {
     if (cache_.size() >= cache_size_ && !cache_.contains(d))
         cache_.clear();  // bounded; refills on demand
@@ -126,8 +118,8 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
     }
     const digest d = sha256(token);
     auto unavailable = [this, d](const std::function<void(lookup_result)>& done) {
-        if (auto who = from_cache(d, true))
-            return done(lookup_result{lookup_status::found, std::move(*who)});
+        if (const identity* who = find_cached(d, true))
+            return done(lookup_result{lookup_status::found, *who});
         if (auto who = known_.find(d))
             return done(lookup_result{lookup_status::found, std::move(*who)});
         done(lookup_result{lookup_status::unavailable, {}});

@@ -28,12 +28,20 @@ void append_number(std::string& out, std::int64_t v) {
 }  // namespace
 
 void rate_limit_headers::append_lines(std::string& out) const {
-    const std::string* values[] = {&limit, &remaining, &reset, &policy, &rate_limit, &retry_after};
-    for (std::size_t i = 0; i < std::size(values); ++i) {
-        if (values[i]->empty())
-            continue;
-        out.append(rate_limit_field_names[i]).append(": ").append(*values[i]).append("\r\n");
+    const auto v = values();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (!v[i]->empty())
+            out.append(rate_limit_field_names[i]).append(": ").append(*v[i]).append("\r\n");
     }
+}
+
+bool rate_limit_headers::sets(std::string_view field_name) const {
+    const auto v = values();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (rate_limit_field_names[i] == field_name)
+            return !v[i]->empty();
+    }
+    return false;
 }
 
 rate_limit_headers make_headers(const decision& d) {

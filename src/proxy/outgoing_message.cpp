@@ -36,11 +36,15 @@ constexpr std::string_view crlf_last_chunk = "\r\n0\r\n\r\n";
 
 }  // namespace
 
-void outgoing_message::append_fields(const http::fields& fields, std::string_view extra_lines) {
-    for (const auto& f : fields) {
+void outgoing_message::finish_header(const http::fields& fields, std::string_view extra_lines,
+                                     bool bodiless) {
+    for (const auto& f : fields)
         header_.append(f.name_string()).append(": ").append(f.value()).append(crlf);
-    }
     header_.append(extra_lines).append(crlf);
+    header_pending_ = true;
+    chunked_ = chunked_framing(fields);
+    bodiless_ = bodiless;
+    last_sent_ = false;
 }
 
 void outgoing_message::start(const http::request_header<>& header) {
@@ -49,11 +53,7 @@ void outgoing_message::start(const http::request_header<>& header) {
     header_.append(header.target()).push_back(' ');
     append_version(header_, header.version());
     header_.append(crlf);
-    append_fields(header, {});
-    header_pending_ = true;
-    chunked_ = chunked_framing(header);
-    bodiless_ = false;
-    last_sent_ = false;
+    finish_header(header, {}, false);
 }
 
 void outgoing_message::start(const http::response_header<>& header, bool bodiless,
@@ -67,11 +67,7 @@ void outgoing_message::start(const http::response_header<>& header, bool bodiles
     header_.push_back(static_cast<char>('0' + code % 10));
     header_.push_back(' ');
     header_.append(header.reason()).append(crlf);
-    append_fields(header, extra_lines);
-    header_pending_ = true;
-    chunked_ = chunked_framing(header);
-    bodiless_ = bodiless;
-    last_sent_ = false;
+    finish_header(header, extra_lines, bodiless);
 }
 
 std::span<const asio::const_buffer> outgoing_message::prepare(const void* data, std::size_t size,

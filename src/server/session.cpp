@@ -734,9 +734,10 @@ void session::on_read_response_header(beast::error_code ec) {
     const bool has_length = res.has_content_length();
     proxy::rewrite_response(res);
     if (limit_headers_) {
-        // The upstream's own Retry-After stays unless this answer carries one.
+        // One value of each: the proxy's replaces the upstream's (whose Retry-After stays
+        // when the proxy sets none).
         for (const auto name : limit::rate_limit_field_names) {
-            if (name != "Retry-After" || !limit_headers_->retry_after.empty())
+            if (limit_headers_->sets(name))
                 res.erase(name);
         }
     }

@@ -133,3 +133,12 @@ TEST_F(RateLimitHeaders, HeaderLinesListEveryFieldOnceRetryAfterOnlyWhenDenied) 
     limit::rate_limit_headers{}.append_lines(lines);
     EXPECT_EQ(lines, "");
 }
+
+TEST_F(RateLimitHeaders, SetsNamesExactlyTheFieldsItsLinesCarry) {
+    const auto allowed = limit::make_headers(decide(true, 4, 12.0));
+    EXPECT_TRUE(allowed.sets("X-RateLimit-Limit"));
+    EXPECT_TRUE(allowed.sets("RateLimit"));
+    EXPECT_FALSE(allowed.sets("Retry-After"));
+    EXPECT_FALSE(allowed.sets("Content-Type"));
+    EXPECT_TRUE(limit::make_headers(decide(false, 0, 60.0, 11.4)).sets("Retry-After"));
+}

@@ -80,7 +80,6 @@ class token_store {
 
   private:
     const identity* find_cached(const digest& d, bool accept_stale) const;
-    std::optional<identity> from_cache(const digest& d, bool accept_stale) const;
     void remember(const digest& d, const identity& who);
 
     struct digest_hash {

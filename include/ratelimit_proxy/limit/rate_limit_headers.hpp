@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <string>
 #include <string_view>
 
@@ -23,10 +24,18 @@ struct rate_limit_headers {
     bool empty() const { return limit.empty(); }
     // "Name: value\r\n" for each non-empty field, ready to go into a serialized header.
     void append_lines(std::string& out) const;
+    // Whether append_lines writes this field (one of rate_limit_field_names): a message
+    // passed through drops its own field of that name first.
+    bool sets(std::string_view field_name) const;
+
+  private:
+    // The values in the order of rate_limit_field_names.
+    std::array<const std::string*, 6> values() const {
+        return {&limit, &remaining, &reset, &policy, &rate_limit, &retry_after};
+    }
 };
 
-// The field names rate_limit_headers writes: an upstream's own fields of these names are
-// dropped so the client sees one value of each.
+// The field names rate_limit_headers writes.
 inline constexpr std::string_view rate_limit_field_names[] = {
     "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy",
     "RateLimit",         "Retry-After",

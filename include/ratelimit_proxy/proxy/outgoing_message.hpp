@@ -38,7 +38,8 @@ class outgoing_message {
     std::string_view header_text() const { return header_; }
 
   private:
-    void append_fields(const http::fields& fields, std::string_view extra_lines);
+    // After the start line: the fields, extra_lines, the blank line; then the body state.
+    void finish_header(const http::fields& fields, std::string_view extra_lines, bool bodiless);
 
     std::string header_;  // kept across messages: its capacity is reused
     bool header_pending_ = false;
