@@ -20,7 +20,8 @@ RLP_BINARY="$RLP_BUILD_DIR/ratelimit-proxy"
 
 # Debian packages. Build: compiler, CMake and the libraries the daemon links.
 RLP_BUILD_PACKAGES=(build-essential cmake pkg-config ccache libboost1.81-dev libboost-url1.81-dev
-                    libhiredis-dev nlohmann-json3-dev libspdlog-dev libssl-dev libgtest-dev)
+                    libhiredis-dev nlohmann-json3-dev libspdlog-dev libssl-dev libgtest-dev
+                    libmimalloc-dev)
 # Running it: a local Redis (redis-tools, with redis-cli, comes with redis-server), curl for checks.
 RLP_RUNTIME_PACKAGES=(redis-server curl openssl ca-certificates)
 # Tests: the integration tests start httpbin with Debian's /usr/bin/gunicorn.
