@@ -13,61 +13,117 @@ namespace ratelimit_proxy::proxy {
 
 namespace beast = boost::beast;
 
-void strip_hop_by_hop(http::fields& fields) {
-    // Collect the names first: erasing while iterating a Connection value would invalidate it.
-    // Views into the Connection values stay valid while other fields are erased; Connection
-    // itself goes last, with the other hop-by-hop fields.
-    boost::container::small_vector<std::string_view, 8> named;
+namespace {
+
+bool is_hop_by_hop(http::field f) {
+    for (auto h : hop_by_hop_fields) {
+        if (h == f)
+            return true;
+    }
+    return false;
+}
+
+using name_list = boost::container::small_vector<std::string_view, 8>;
+
+// The names listed in Connection, as views into its values. Framing and Host are never the
+// sender's to drop: "Connection: content-length" would leave a body without a length and turn
+// it into a second request on the upstream.
+void connection_names(const http::fields& fields, name_list& out) {
     auto [first, last] = fields.equal_range(http::field::connection);
     for (auto it = first; it != last; ++it) {
         std::string_view value = it->value();
         while (!value.empty()) {
             auto comma = value.find(',');
             auto token = trim_ows(value.substr(0, comma));
-            if (!token.empty())
-                named.emplace_back(token);
+            if (!token.empty() && !beast::iequals(token, "content-length") &&
+                !beast::iequals(token, "host") && !beast::iequals(token, "transfer-encoding") &&
+                !beast::iequals(token, "connection"))
+                out.emplace_back(token);
             if (comma == std::string_view::npos)
                 break;
             value.remove_prefix(comma + 1);
         }
     }
-    for (const auto& name : named) {
-        // Framing and Host are never the sender's to drop: "Connection: content-length" would
-        // leave a body without a length and turn it into a second request on the upstream.
-        if (beast::iequals(name, "content-length") || beast::iequals(name, "host") ||
-            beast::iequals(name, "transfer-encoding") || beast::iequals(name, "connection"))
-            continue;
-        fields.erase(name);
+}
+
+bool listed(const name_list& names, std::string_view name) {
+    for (auto n : names) {
+        if (beast::iequals(n, name))
+            return true;
     }
-    for (auto f : hop_by_hop_fields)
-        fields.erase(f);
+    return false;
+}
+
+// One walk over the fields instead of a tree lookup per name: hop-by-hop fields, the fields
+// Connection names and those `also_drop` picks go. Connection itself goes last, as the names
+// are views into its values.
+template <class Predicate>
+void erase_hop_by_hop_and(http::fields& fields, Predicate&& also_drop) {
+    name_list named;
+    connection_names(fields, named);
+    bool has_connection = false;
+    for (auto it = fields.begin(); it != fields.end();) {
+        const auto f = it->name();
+        if (f == http::field::connection) {
+            has_connection = true;
+            ++it;
+        } else if (is_hop_by_hop(f) || (!named.empty() && listed(named, it->name_string())) ||
+                   also_drop(*it)) {
+            it = fields.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    if (has_connection)
+        fields.erase(http::field::connection);
+}
+
+}  // namespace
+
+void strip_hop_by_hop(http::fields& fields) {
+    erase_hop_by_hop_and(fields, [](const http::fields::value_type&) { return false; });
 }
 
 void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
                      std::string_view client_address) {
-    strip_hop_by_hop(fields);
-    fields.erase(http::field::authorization);
-    fields.erase(rewrite.key_header);
-    if (!rewrite.key_value.empty())
-        fields.set(rewrite.key_header, rewrite.key_value);
-    fields.set(http::field::host, rewrite.host_header);
-
     std::string forwarded;
-    auto [first, last] = fields.equal_range("X-Forwarded-For");
-    for (auto it = first; it != last; ++it) {
-        if (!forwarded.empty())
-            forwarded += ", ";
-        forwarded += std::string_view(it->value());
-    }
+    erase_hop_by_hop_and(fields, [&](const http::fields::value_type& f) {
+        switch (f.name()) {
+            case http::field::authorization:
+            case http::field::host:
+                return true;
+            case http::field::unknown:
+                if (beast::iequals(f.name_string(), "X-Forwarded-For")) {
+                    if (!forwarded.empty())
+                        forwarded += ", ";
+                    forwarded += std::string_view(f.value());
+                    return true;
+                }
+                if (beast::iequals(f.name_string(), "X-Forwarded-Proto"))
+                    return true;
+                [[fallthrough]];
+            default:
+                return beast::iequals(f.name_string(), rewrite.key_header);
+        }
+    });
+    if (!rewrite.key_value.empty())
+        fields.insert(rewrite.key_header, rewrite.key_value);
+    fields.insert(http::field::host, rewrite.host_header);
     if (!forwarded.empty())
         forwarded += ", ";
     forwarded += client_address;
-    fields.set("X-Forwarded-For", forwarded);
-    fields.set("X-Forwarded-Proto", "http");
+    fields.insert("X-Forwarded-For", forwarded);
+    fields.insert("X-Forwarded-Proto", "http");
 }
 
-void rewrite_response(http::fields& fields) {
-    strip_hop_by_hop(fields);
+void rewrite_response(http::fields& fields, std::span<const std::string_view> replaced) {
+    erase_hop_by_hop_and(fields, [&](const http::fields::value_type& f) {
+        for (auto name : replaced) {
+            if (beast::iequals(f.name_string(), name))
+                return true;
+        }
+        return false;
+    });
 }
 
 }  // namespace ratelimit_proxy::proxy

@@ -7,6 +7,7 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/container/static_vector.hpp>
 #include <cstring>
 
 #include "ratelimit_proxy/auth/token.hpp"
@@ -732,15 +733,17 @@ void session::on_read_response_header(beast::error_code ec) {
     upstream_keep_alive_ = res.keep_alive();
     const bool upstream_chunked = res.chunked();
     const bool has_length = res.has_content_length();
-    proxy::rewrite_response(res);
+    // One value of each limit field: the proxy's replaces the upstream's (whose Retry-After
+    // stays when the proxy sets none).
+    boost::container::static_vector<std::string_view, std::size(limit::rate_limit_field_names)>
+        replaced;
     if (limit_headers_) {
-        // One value of each: the proxy's replaces the upstream's (whose Retry-After stays
-        // when the proxy sets none).
         for (const auto name : limit::rate_limit_field_names) {
             if (limit_headers_->sets(name))
-                res.erase(name);
+                replaced.push_back(name);
         }
     }
+    proxy::rewrite_response(res, replaced);
     owner_.context().load->record(
         owner_.index(), res.result_int() >= 500,
         std::chrono::duration_cast<std::chrono::microseconds>(upstream_time_));

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
 
 namespace proxy = ratelimit_proxy::proxy;
@@ -107,4 +110,41 @@ TEST_F(HeaderRewrite, ResponseKeepsEndToEndHeadersUntouched) {
     EXPECT_EQ(f_["x-ratelimit-remaining-tokens"], "39000");
     EXPECT_EQ(f_[http::field::content_type], "application/json");
     EXPECT_EQ(f_.count("X-Up-Hop"), 0u);
+}
+
+TEST_F(HeaderRewrite, ResponseDropsEveryCopyOfTheFieldsTheProxyReplaces) {
+    f_.insert("X-RateLimit-Limit", "7");
+    f_.insert(http::field::content_type, "text/plain");
+    f_.insert("x-ratelimit-limit", "8");
+    f_.insert(http::field::keep_alive, "timeout=5");
+    f_.insert(http::field::keep_alive, "max=100");
+    f_.insert(http::field::retry_after, "30");
+    f_.insert("X-RateLimit-Remaining", "3");
+    const std::string_view replaced[] = {"X-RateLimit-Limit", "RateLimit"};
+    proxy::rewrite_response(f_, replaced);
+    EXPECT_EQ(f_.count("X-RateLimit-Limit"), 0u);
+    EXPECT_EQ(f_.count(http::field::keep_alive), 0u);
+    // Not named: the upstream's stay, in their order.
+    std::vector<std::string> left;
+    for (const auto& f : f_)
+        left.emplace_back(f.name_string());
+    EXPECT_EQ(left,
+              (std::vector<std::string>{"Content-Type", "Retry-After", "X-RateLimit-Remaining"}));
+}
+
+TEST_F(HeaderRewrite, RequestDropsEveryCopyOfTheClientCredentialsAndForwardingFields) {
+    f_.insert(http::field::authorization, "Bearer rlp_client");
+    f_.insert("X-Forwarded-Proto", "https");
+    f_.insert(http::field::host, "proxy.local");
+    f_.insert(http::field::authorization, "Bearer second");
+    f_.insert("x-forwarded-proto", "ftp");
+    f_.insert(http::field::accept, "*/*");
+    proxy::rewrite_request(f_, rewrite_, "10.1.2.3");
+    EXPECT_EQ(f_.count(http::field::authorization), 1u);
+    EXPECT_EQ(f_[http::field::authorization], "Bearer sk-upstream");
+    EXPECT_EQ(f_.count(http::field::host), 1u);
+    EXPECT_EQ(f_[http::field::host], "api.example.com");
+    EXPECT_EQ(f_.count("X-Forwarded-Proto"), 1u);
+    EXPECT_EQ(f_["X-Forwarded-Proto"], "http");
+    EXPECT_EQ(f_[http::field::accept], "*/*");
 }

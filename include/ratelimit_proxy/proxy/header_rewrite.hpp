@@ -4,6 +4,7 @@
 #include <boost/beast/http/fields.hpp>
 
 #include <array>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -41,7 +42,8 @@ void strip_hop_by_hop(http::fields& fields);
 void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
                      std::string_view client_address);
 
-// Upstream response header -> downstream: hop-by-hop headers gone, everything else as is.
-void rewrite_response(http::fields& fields);
+// Upstream response header -> downstream: hop-by-hop headers gone, and the fields named in
+// `replaced` (those the proxy sets itself), everything else as is.
+void rewrite_response(http::fields& fields, std::span<const std::string_view> replaced = {});
 
 }  // namespace ratelimit_proxy::proxy
