@@ -1028,9 +1028,10 @@ void admin_api::stats(const std::shared_ptr<context>& c) {
     for (const auto& p : rules->policies()) {
         json j = {{"name", p.name}, {"allowed", 0}, {"denied", 0}, {"shadow_denied", 0}};
         if (p.counters) {
-            j["allowed"] = p.counters->allowed.load(std::memory_order_relaxed);
-            j["denied"] = p.counters->denied.load(std::memory_order_relaxed);
-            j["shadow_denied"] = p.counters->shadow_denied.load(std::memory_order_relaxed);
+            const auto counted = p.counters->sum();
+            j["allowed"] = counted.allowed;
+            j["denied"] = counted.denied;
+            j["shadow_denied"] = counted.shadow_denied;
         }
         list.push_back(std::move(j));
     }

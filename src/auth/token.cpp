@@ -92,8 +92,12 @@ std::optional<std::string_view> bearer_token(std::string_view authorization) {
         rest.remove_prefix(1);
     while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\t'))
         rest.remove_suffix(1);
-    if (rest.empty() || rest.find_first_of(" \t,") != std::string_view::npos)
+    if (rest.empty())
         return std::nullopt;
+    for (char c : rest) {
+        if (c == ' ' || c == '\t' || c == ',')
+            return std::nullopt;
+    }
     return rest;
 }
 

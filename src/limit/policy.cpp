@@ -1,6 +1,8 @@
 #include "ratelimit_proxy/limit/policy.hpp"
 
+#include <algorithm>
 #include <array>
+#include <thread>
 #include <utility>
 
 #include "ratelimit_proxy/proxy/http_text.hpp"
@@ -50,6 +52,23 @@ std::string decode_path(std::string_view path) {
 }
 
 }  // namespace
+
+policy_counters::policy_counters(std::size_t slots)
+    : slot_count_(std::max<std::size_t>(1, slots)), slots_(new slot[slot_count_]) {}
+
+std::size_t policy_counters::default_slots() {
+    return std::max(1u, std::thread::hardware_concurrency());
+}
+
+policy_counters::totals policy_counters::sum() const {
+    totals t;
+    for (std::size_t i = 0; i < slot_count_; ++i) {
+        t.allowed += slots_[i].counts[allowed].load(std::memory_order_relaxed);
+        t.denied += slots_[i].counts[denied].load(std::memory_order_relaxed);
+        t.shadow_denied += slots_[i].counts[shadow_denied].load(std::memory_order_relaxed);
+    }
+    return t;
+}
 
 bool policy::matches(std::string_view method, std::string_view path) const {
     if (!match.method.empty() && method != match.method)

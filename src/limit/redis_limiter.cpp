@@ -4,13 +4,17 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <limits>
 
 #include "ratelimit_proxy/limit/policy_script.hpp"
 
 namespace ratelimit_proxy::limit {
 
 namespace {
-void number_into(std::string& out, double v) {
+void number_into(std::string& out, double& formatted, double v) {
+    if (v == formatted)
+        return;
+    formatted = v;
     char buf[64];
     auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
     out.assign(buf, end);
@@ -112,6 +116,7 @@ void redis_limiter::check(std::span<const check_item> items, decision_handler do
     }
     const std::size_t fields = policy_script::fields_per_item;
     arg_storage_.resize(2 + fields * items.size());
+    arg_numbers_.resize(arg_storage_.size(), std::numeric_limits<double>::quiet_NaN());
     arg_storage_[0].clear();  // Redis's clock
     arg_storage_[1] = std::to_string(items.size());
     keys_.clear();
@@ -120,9 +125,10 @@ void redis_limiter::check(std::span<const check_item> items, decision_handler do
         keys_.push_back(item.key);
         std::string* f = &arg_storage_[2 + fields * i];
         f[0] = policy_script::algorithm_code(item.source->algo);
-        number_into(f[1], item.numbers.limit);
-        number_into(f[2], item.numbers.window_seconds);
-        number_into(f[3], item.numbers.burst);
+        double* formatted = &arg_numbers_[2 + fields * i];
+        number_into(f[1], formatted[1], item.numbers.limit);
+        number_into(f[2], formatted[2], item.numbers.window_seconds);
+        number_into(f[3], formatted[3], item.numbers.burst);
         f[4] = std::to_string(item.cost);
         f[5].clear();
         if (item.shadow)

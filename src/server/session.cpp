@@ -482,10 +482,11 @@ void session::count_decision(const limit::decision& d) {
                          r.source->name, method_, path_,
                          identity_.id.empty() ? "-" : identity_.id.substr(0, 8), resolved_client_);
             if (counters)
-                counters->shadow_denied.fetch_add(1, std::memory_order_relaxed);
+                counters->add(limit::policy_counters::shadow_denied, owner_.index());
         } else if (counters) {
-            (r.allowed ? counters->allowed : counters->denied)
-                .fetch_add(1, std::memory_order_relaxed);
+            counters->add(
+                r.allowed ? limit::policy_counters::allowed : limit::policy_counters::denied,
+                owner_.index());
         }
     }
 }

@@ -155,6 +155,32 @@ TEST_F(PoliciesTest, TierDecidesWhichPoliciesApply) {
     EXPECT_EQ(header_integer(call(lost), "X-RateLimit-Limit"), 2);
 }
 
+TEST_F(PoliciesTest, AlternatingTiersOnOneWorkerKeepTheirOwnLimits) {
+    // One worker decides both tokens' requests in turn, so each check's numbers differ from
+    // the previous one's.
+    start(R"({
+        "auth": {"token_cache_ttl_ms": 100},
+        "policies": [
+          {"name": "small", "algorithm": "token_bucket", "limit": 3, "window": "hour"},
+          {"name": "large", "algorithm": "token_bucket", "limit": 50, "window": "minute"}],
+        "tiers": {"free": {"policies": ["small"]}, "pro": {"policies": ["large"]}},
+        "default_tier": "free"})",
+          {{"THREADS", "1"}});
+    auto free_token = register_token(proxy->port());
+    auto pro_token = register_token(proxy->port());
+    redis.command({"HSET", "rlp:token:{" + sha256_hex(pro_token) + "}", "tier", "pro"});
+    std::this_thread::sleep_for(300ms);  // past the token cache TTL
+    for (int i = 0; i < 5; ++i) {
+        auto f = call(free_token);
+        EXPECT_EQ(f.status, i < 3 ? 200u : 429u) << i;
+        EXPECT_EQ(header_integer(f, "X-RateLimit-Limit"), 3) << f.headers_text();
+        auto p = call(pro_token);
+        EXPECT_EQ(p.status, 200u) << i;
+        EXPECT_EQ(header_integer(p, "X-RateLimit-Limit"), 50) << p.headers_text();
+        EXPECT_EQ(header_integer(p, "X-RateLimit-Remaining"), 49 - i) << p.headers_text();
+    }
+}
+
 TEST_F(PoliciesTest, BypassedClientsSkipLimitsButStillAuthenticate) {
     start(R"({"policies": [{"name": "tiny", "algorithm": "token_bucket", "limit": 1,
                             "window": "hour"}],

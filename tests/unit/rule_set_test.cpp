@@ -282,9 +282,23 @@ TEST_F(RuleSetTest, EveryBuildHasFreshCounters) {
     auto b = limit::build_rule_set(s, json::object());
     for (const auto& p : a->policies())
         ASSERT_NE(p.counters, nullptr) << p.name;
-    a->find_policy("burst")->counters->allowed += 3;
-    EXPECT_EQ(b->find_policy("burst")->counters->allowed.load(), 0u);
+    a->find_policy("burst")->counters->add(limit::policy_counters::allowed, 0, 3);
+    EXPECT_EQ(a->find_policy("burst")->counters->sum().allowed, 3u);
+    EXPECT_EQ(b->find_policy("burst")->counters->sum().allowed, 0u);
     EXPECT_NE(a->find_policy("burst")->counters, a->find_policy("chat")->counters);
+}
+
+TEST(PolicyCountersTest, SumsWhatEveryWorkerCounted) {
+    limit::policy_counters c(2);
+    c.add(limit::policy_counters::allowed, 0);
+    c.add(limit::policy_counters::allowed, 1, 4);
+    c.add(limit::policy_counters::denied, 1);
+    c.add(limit::policy_counters::shadow_denied, 0, 2);
+    c.add(limit::policy_counters::allowed, 5);  // more workers than slots: they share one
+    const auto t = c.sum();
+    EXPECT_EQ(t.allowed, 6u);
+    EXPECT_EQ(t.denied, 1u);
+    EXPECT_EQ(t.shadow_denied, 2u);
 }
 
 TEST_F(RuleSetTest, BlockBeatsBypassForTokensAndNetworks) {

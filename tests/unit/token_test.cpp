@@ -52,6 +52,8 @@ TEST(Token, MalformedAuthorizationValuesAreRejected) {
     EXPECT_FALSE(auth::bearer_token("Basic dXNlcjpwdw=="));
     EXPECT_FALSE(auth::bearer_token("Bearerabc"));
     EXPECT_FALSE(auth::bearer_token("Bearer a b"));
+    EXPECT_FALSE(auth::bearer_token("Bearer a,b"));
+    EXPECT_FALSE(auth::bearer_token("Bearer a\tb"));
 }
 
 TEST(Token, ShapeCheckRejectsForeignStrings) {

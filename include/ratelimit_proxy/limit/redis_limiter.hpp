@@ -38,6 +38,9 @@ class redis_limiter final : public limiter {
     bool fail_closed_;
     // Reused between checks: the argument strings of the script call.
     std::vector<std::string> arg_storage_;
+    // The number each argument string holds (NaN: none yet): a policy's numbers repeat from
+    // one request to the next, and shortest-form double formatting is not cheap.
+    std::vector<double> arg_numbers_;
     std::vector<std::string_view> keys_;
     std::vector<std::string_view> args_;
 };
