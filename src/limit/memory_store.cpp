@@ -1,6 +1,7 @@
 #include "ratelimit_proxy/limit/memory_store.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -21,24 +22,39 @@ namespace ratelimit_proxy::limit {
 
 namespace {
 
-// Lua's tonumber(string.format('%.6f', x)): the 6-decimal grid every stored value and every
-// compared quantity is rounded to. glibc's printf and strtod on both sides.
+double decimals_fallback(double x, int decimals) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, x);
+    return std::strtod(buf, nullptr);
+}
+
+// Lua's tonumber(string.format(pattern, x)): printing with `decimals` and reading back. A
+// whole number comes back as itself (-0 included), as the script's shortcut assumes; other
+// values go through to_chars, which prints exactly as printf in the C locale, and from_chars,
+// which rounds correctly as strtod does, both without printf's and strtod's overhead.
+double rounded(double x, int decimals) {
+    if (x == std::floor(x))
+        return x;
+    char buf[400];
+    const auto printed =
+        std::to_chars(buf, buf + sizeof buf, x, std::chars_format::fixed, decimals);
+    double back = x;
+    if (printed.ec != std::errc{} || std::from_chars(buf, printed.ptr, back).ec != std::errc{})
+        return decimals_fallback(x, decimals);
+    return back;
+}
+
+// The 6-decimal grid every stored value and every compared quantity is rounded to.
 double r6(double x) {
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "%.6f", x);
-    return std::strtod(buf, nullptr);
+    return rounded(x, 6);
 }
-// Lua's tonumber(string.format('%.12f', x)): how tb stores its level (no drift).
+// How tb stores its level (no drift).
 double r12(double x) {
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "%.12f", x);
-    return std::strtod(buf, nullptr);
+    return rounded(x, 12);
 }
-// Lua's tonumber(string.format('%.0f', x)): how integers (times, counts) are stored.
+// How integers (times, counts) are stored.
 double r0(double x) {
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "%.0f", x);
-    return std::strtod(buf, nullptr);
+    return rounded(x, 0);
 }
 
 std::int64_t floor_div(std::int64_t a, std::int64_t b) {
