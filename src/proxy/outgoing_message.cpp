@@ -18,12 +18,10 @@ void append_version(std::string& out, unsigned version) {
     out.push_back(static_cast<char>('0' + version % 10));
 }
 
-// As message::chunked(): the last transfer coding is chunked.
-bool chunked_framing(const http::fields& fields) {
-    const auto it = fields.find(http::field::transfer_encoding);
-    if (it == fields.end())
-        return false;
-    const http::token_list codings{it->value()};
+// As message::chunked(): the last transfer coding of the (first) Transfer-Encoding field is
+// chunked.
+bool chunked_coding(std::string_view transfer_encoding) {
+    const http::token_list codings{transfer_encoding};
     boost::beast::string_view last;
     for (const auto coding : codings)
         last = coding;
@@ -38,11 +36,16 @@ constexpr std::string_view crlf_last_chunk = "\r\n0\r\n\r\n";
 
 void outgoing_message::finish_header(const http::fields& fields, std::string_view extra_lines,
                                      bool bodiless) {
-    for (const auto& f : fields)
+    // The framing is read on the way, not looked up again in the fields.
+    const http::fields::value_type* transfer_encoding = nullptr;
+    for (const auto& f : fields) {
         header_.append(f.name_string()).append(": ").append(f.value()).append(crlf);
+        if (!transfer_encoding && f.name() == http::field::transfer_encoding)
+            transfer_encoding = &f;
+    }
     header_.append(extra_lines).append(crlf);
     header_pending_ = true;
-    chunked_ = chunked_framing(fields);
+    chunked_ = transfer_encoding && chunked_coding(transfer_encoding->value());
     bodiless_ = bodiless;
     last_sent_ = false;
 }

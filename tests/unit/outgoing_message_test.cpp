@@ -111,6 +111,11 @@ TEST_F(OutgoingMessage, ChunkedIsReadFromTheLastTransferCoding) {
     res.set(http::field::transfer_encoding, "chunked, gzip");
     m_.start(res.base(), false);
     EXPECT_FALSE(m_.chunked());
+    // Two fields: the first decides, as message::chunked() reads it.
+    res.insert(http::field::transfer_encoding, "chunked");
+    m_.start(res.base(), false);
+    EXPECT_EQ(m_.chunked(), res.chunked());
+    EXPECT_FALSE(m_.chunked());
 }
 
 TEST_F(OutgoingMessage, BodilessResponseGetsNoFramingEvenWhenChunked) {
