@@ -15,6 +15,7 @@
 #include "json_reader.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
 #include "ratelimit_proxy/proxy/cidr.hpp"
+#include "ratelimit_proxy/proxy/http_text.hpp"
 
 namespace ratelimit_proxy::config {
 
@@ -344,6 +345,29 @@ void validate(const settings& s) {
     if (!is_valid_header_name(s.upstream.api_key_header))
         throw config_error("TARGET_API_KEY_HEADER (upstream.api_key_header)",
                            "is not a valid header name: \"" + s.upstream.api_key_header + "\"");
+    // The proxy writes these itself (framing, Host, forwarding) or drops them (hop-by-hop):
+    // a key sent in one would be lost or sent twice.
+    static constexpr std::string_view managed_headers[] = {"Host",
+                                                           "Content-Length",
+                                                           "Transfer-Encoding",
+                                                           "Connection",
+                                                           "Keep-Alive",
+                                                           "Proxy-Connection",
+                                                           "TE",
+                                                           "Trailer",
+                                                           "Upgrade",
+                                                           "Proxy-Authorization",
+                                                           "Proxy-Authenticate",
+                                                           "Expect",
+                                                           "X-Forwarded-For",
+                                                           "X-Forwarded-Proto"};
+    for (auto name : managed_headers) {
+        if (proxy::ascii_iequals(s.upstream.api_key_header, name))
+            throw config_error("TARGET_API_KEY_HEADER (upstream.api_key_header)",
+                               "names " + std::string(name) +
+                                   ", which the proxy sets or removes itself; use the header "
+                                   "the API reads its key from (e.g. Authorization or x-api-key)");
+    }
     if (!s.upstream.api_key.empty() && s.upstream.api_key_format.find("{key}") == std::string::npos)
         throw config_error("TARGET_API_KEY_FORMAT (upstream.api_key_format)", "must contain {key}");
     for (char c : s.upstream.api_key) {

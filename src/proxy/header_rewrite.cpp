@@ -90,23 +90,19 @@ void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
                      std::string_view client_address) {
     std::string forwarded;
     erase_hop_by_hop_and(fields, [&](const http::fields::value_type& f) {
-        switch (f.name()) {
-            case http::field::authorization:
-            case http::field::host:
-                return true;
-            case http::field::unknown:
-                if (beast::iequals(f.name_string(), "X-Forwarded-For")) {
-                    if (!forwarded.empty())
-                        forwarded += ", ";
-                    forwarded += std::string_view(f.value());
-                    return true;
-                }
-                if (beast::iequals(f.name_string(), "X-Forwarded-Proto"))
-                    return true;
-                [[fallthrough]];
-            default:
-                return beast::iequals(f.name_string(), rewrite.key_header);
+        if (f.name() == http::field::authorization || f.name() == http::field::host)
+            return true;
+        // By name: Beast has no enum value for the X-Forwarded pair (and a key header may be
+        // any name).
+        const auto name = f.name_string();
+        if (beast::iequals(name, "X-Forwarded-For")) {
+            if (!forwarded.empty())
+                forwarded += ", ";
+            forwarded += std::string_view(f.value());
+            return true;
         }
+        return beast::iequals(name, "X-Forwarded-Proto") ||
+               beast::iequals(name, rewrite.key_header);
     });
     if (!rewrite.key_value.empty())
         fields.insert(rewrite.key_header, rewrite.key_value);

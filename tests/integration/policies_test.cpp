@@ -106,6 +106,24 @@ TEST_F(PoliciesTest, RoutePolicyAppliesOnlyToItsRouteWithItsCost) {
     EXPECT_EQ(call(token, "/api/chatter", {}, http::verb::post).status, 200u);
 }
 
+TEST_F(PoliciesTest, ChecksOfTwoItemsAndOfOneAlternateOnOneWorker) {
+    // The route adds a second item to the check: two items, one, two... in turn on one worker.
+    start(R"({"policies": [
+        {"name": "general", "algorithm": "token_bucket", "limit": 40, "window": "minute"},
+        {"name": "chat", "algorithm": "fixed_window", "limit": 3, "window": "hour",
+         "match": {"path_prefix": "/api/chat"}}]})",
+          {{"THREADS", "1"}});
+    auto token = register_token(proxy->port());
+    for (int i = 0; i < 4; ++i) {
+        auto chat = call(token, "/api/chat");
+        EXPECT_EQ(chat.status, i < 3 ? 200u : 429u) << i;
+        EXPECT_EQ(header_integer(chat, "X-RateLimit-Limit"), 3) << chat.headers_text();
+        auto other = call(token, "/api/other");
+        EXPECT_EQ(other.status, 200u) << i;
+        EXPECT_EQ(other.header("RateLimit-Policy"), "\"general\";q=40;w=60");
+    }
+}
+
 TEST_F(PoliciesTest, PerIpLimitIgnoresForwardedForFromAnUntrustedPeer) {
     start(R"({"policies": [{"name": "per_ip", "algorithm": "sliding_window", "limit": 2,
                              "window": "hour", "key": "ip"}]})");

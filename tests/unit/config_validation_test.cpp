@@ -113,6 +113,20 @@ TEST(ConfigValidation, KeyHeaderMustBeAValidHeaderName) {
     EXPECT_NE(error_of(env).find("TARGET_API_KEY_HEADER"), std::string::npos);
 }
 
+TEST(ConfigValidation, KeyHeaderMustNotBeOneTheProxyManages) {
+    for (const char* name : {"host", "X-Forwarded-For", "x-forwarded-proto", "Connection",
+                             "Transfer-Encoding", "Content-Length"}) {
+        auto env = minimal_env();
+        env["TARGET_API_KEY_HEADER"] = name;
+        const auto error = error_of(env);
+        EXPECT_NE(error.find("TARGET_API_KEY_HEADER"), std::string::npos) << name;
+        EXPECT_NE(error.find("sets or removes itself"), std::string::npos) << name << ": " << error;
+    }
+    auto env = minimal_env();
+    env["TARGET_API_KEY_HEADER"] = "x-api-key";
+    EXPECT_EQ(error_of(env), "");
+}
+
 TEST(ConfigValidation, JsonFileSetsNestedFields) {
     auto s = config::parse_json(R"({
         "upstream": {"url": "http://127.0.0.1:8080/base", "api_key_header": "x-api-key",

@@ -148,3 +148,20 @@ TEST_F(HeaderRewrite, RequestDropsEveryCopyOfTheClientCredentialsAndForwardingFi
     EXPECT_EQ(f_["X-Forwarded-Proto"], "http");
     EXPECT_EQ(f_[http::field::accept], "*/*");
 }
+
+TEST_F(HeaderRewrite, ForwardedForFieldsJoinInTheirOrderAmongOtherFields) {
+    f_.insert("X-Forwarded-For", "1.1.1.1");
+    f_.insert(http::field::accept, "*/*");
+    f_.insert("x-forwarded-for", "2.2.2.2, 3.3.3.3");
+    proxy::rewrite_request(f_, rewrite_, "10.1.2.3");
+    EXPECT_EQ(f_.count("X-Forwarded-For"), 1u);
+    EXPECT_EQ(f_["X-Forwarded-For"], "1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3");
+}
+
+TEST_F(HeaderRewrite, ForwardedForNamedInConnectionIsDroppedNotForwarded) {
+    f_.insert(http::field::connection, "X-Forwarded-For");
+    f_.insert("X-Forwarded-For", "6.6.6.6");
+    proxy::rewrite_request(f_, rewrite_, "10.1.2.3");
+    EXPECT_EQ(f_["X-Forwarded-For"], "10.1.2.3");
+    EXPECT_EQ(f_.count(http::field::connection), 0u);
+}
