@@ -8,7 +8,7 @@
 -- Every quantity a decision compares is first rounded to a 6-decimal grid (r6): this is the
 -- only "epsilon" (it turns 0.9999999999 tokens into 1). State is stored as fixed-precision
 -- strings (times and counts %.0f, tat %.6f, tb tokens %.12f so that rounding does not drift
--- across requests), and the C++ twin rounds identically (snprintf + strtod, as Lua does).
+-- across requests), and the C++ twin rounds identically (printing and reading back, as Lua does).
 --
 -- Cost: this runs once per proxied request, and Redis runs the whole chunk on every EVALSHA
 -- (every function defined in it is a new closure each time). So it allocates little: the

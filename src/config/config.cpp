@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <thread>
 
 #include "json_reader.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
@@ -485,6 +486,12 @@ settings load(const std::optional<std::string>& file_path, const environment& en
         s.policies.push_back(default_policy(s));
     validate(s);
     return s;
+}
+
+unsigned worker_threads(const settings& s) {
+    const unsigned threads =
+        s.server.threads ? s.server.threads : std::thread::hardware_concurrency();
+    return threads == 0 ? 1 : threads;
 }
 
 }  // namespace ratelimit_proxy::config

@@ -4,7 +4,6 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <vector>
 
@@ -22,12 +21,6 @@ namespace ratelimit_proxy::limit {
 
 namespace {
 
-double decimals_fallback(double x, int decimals) {
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "%.*f", decimals, x);
-    return std::strtod(buf, nullptr);
-}
-
 // Lua's tonumber(string.format(pattern, x)): printing with `decimals` and reading back. A
 // whole number comes back as itself (-0 included), as the script's shortcut assumes; other
 // values go through to_chars, which prints exactly as printf in the C locale, and from_chars,
@@ -35,12 +28,13 @@ double decimals_fallback(double x, int decimals) {
 double rounded(double x, int decimals) {
     if (x == std::floor(x))
         return x;
-    char buf[400];
-    const auto printed =
-        std::to_chars(buf, buf + sizeof buf, x, std::chars_format::fixed, decimals);
+    // Not whole, so below 2^52 in magnitude (or NaN): at most 16 digits, a sign, the point
+    // and 12 decimals.
+    char buf[64];
+    const auto end =
+        std::to_chars(buf, buf + sizeof buf, x, std::chars_format::fixed, decimals).ptr;
     double back = x;
-    if (printed.ec != std::errc{} || std::from_chars(buf, printed.ptr, back).ec != std::errc{})
-        return decimals_fallback(x, decimals);
+    std::from_chars(buf, end, back);
     return back;
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <thread>
 #include <utility>
 
 #include "ratelimit_proxy/proxy/http_text.hpp"
@@ -55,10 +54,6 @@ std::string decode_path(std::string_view path) {
 
 policy_counters::policy_counters(std::size_t slots)
     : slot_count_(std::max<std::size_t>(1, slots)), slots_(new slot[slot_count_]) {}
-
-std::size_t policy_counters::default_slots() {
-    return std::max(1u, std::thread::hardware_concurrency());
-}
 
 policy_counters::totals policy_counters::sum() const {
     totals t;

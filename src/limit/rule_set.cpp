@@ -198,8 +198,7 @@ std::shared_ptr<const rule_set> build_rule_set(const config::settings& file, con
         config::validate_policy(p, path);
         if (!names.insert(p.name).second)
             throw config_error(path, "two policies have this name");
-        p.counters = std::make_shared<policy_counters>(
-            file.server.threads ? file.server.threads : policy_counters::default_slots());
+        p.counters = std::make_shared<policy_counters>(config::worker_threads(file));
     }
 
     if (!config::is_valid_name(rs->default_tier_))

@@ -48,7 +48,7 @@ void connection_names(const http::fields& fields, name_list& out) {
     }
 }
 
-bool listed(const name_list& names, std::string_view name) {
+bool listed(std::span<const std::string_view> names, std::string_view name) {
     for (auto n : names) {
         if (beast::iequals(n, name))
             return true;
@@ -69,8 +69,7 @@ void erase_hop_by_hop_and(http::fields& fields, Predicate&& also_drop) {
         if (f == http::field::connection) {
             has_connection = true;
             ++it;
-        } else if (is_hop_by_hop(f) || (!named.empty() && listed(named, it->name_string())) ||
-                   also_drop(*it)) {
+        } else if (is_hop_by_hop(f) || listed(named, it->name_string()) || also_drop(*it)) {
             it = fields.erase(it);
         } else {
             ++it;
@@ -116,11 +115,7 @@ void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
 
 void rewrite_response(http::fields& fields, std::span<const std::string_view> replaced) {
     erase_hop_by_hop_and(fields, [&](const http::fields::value_type& f) {
-        for (auto name : replaced) {
-            if (beast::iequals(f.name_string(), name))
-                return true;
-        }
-        return false;
+        return listed(replaced, f.name_string());
     });
 }
 

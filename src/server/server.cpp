@@ -127,21 +127,15 @@ struct server::impl {
     }
 };
 
-namespace {
-unsigned thread_count(const config::settings& s) {
-    unsigned threads = s.server.threads ? s.server.threads : std::thread::hardware_concurrency();
-    return threads == 0 ? 1 : threads;
-}
-}  // namespace
-
 server::server(const config::settings& settings, std::function<config::settings()> reload)
-    : impl_(std::make_unique<impl>(settings, thread_count(settings), std::move(reload))) {}
+    : impl_(std::make_unique<impl>(settings, config::worker_threads(settings), std::move(reload))) {
+}
 
 server::~server() = default;
 
 int server::run() {
     auto& s = impl_->context.settings;
-    const unsigned threads = thread_count(s);
+    const unsigned threads = config::worker_threads(s);
     std::vector<worker*> raw;
     const auto initial_rules = impl_->rules.current();
     for (unsigned i = 0; i < threads; ++i) {

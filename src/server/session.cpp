@@ -951,13 +951,9 @@ void session::on_client_readable(beast::error_code ec) {
     if (!ec && !closed_) {
         // The socket is non-blocking: this read never waits.
         n = stream_.socket().receive(asio::buffer(watch_buffer_), {}, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        // Readable, then not after all: no bytes and no error, so the watch starts again.
+        if (ec == asio::error::would_block || ec == asio::error::try_again)
             ec = {};
-            if (!resume_keep_alive_) {
-                watching_ = false;  // readable, then not after all: wait again
-                return watch_client();
-            }
-        }
     }
     on_watch_client(ec, n);
 }

@@ -135,6 +135,9 @@ void apply_environment(settings& s, const environment& env);
 // and the like fail at start-up.
 void validate(const settings& s);
 
+// The number of worker threads: THREADS, or the core count when it is 0 (at least 1).
+unsigned worker_threads(const settings& s);
+
 // The policy used when the file defines none: token bucket per token, RATE_LIMIT requests
 // per 60 s, capacity effective_burst().
 limit::policy default_policy(const settings& s);

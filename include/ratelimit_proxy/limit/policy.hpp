@@ -49,14 +49,13 @@ class policy_counters {
         std::uint64_t shadow_denied = 0;
     };
 
-    explicit policy_counters(std::size_t slots = default_slots());
+    // One slot per worker thread; more workers than slots share them.
+    explicit policy_counters(std::size_t slots);
 
     void add(kind k, unsigned worker, std::uint64_t n = 1) {
         slots_[worker % slot_count_].counts[k].fetch_add(n, std::memory_order_relaxed);
     }
     totals sum() const;
-
-    static std::size_t default_slots();
 
   private:
     struct alignas(64) slot {
