@@ -4,6 +4,7 @@
 #   normal  build/       RelWithDebInfo (g++), the whole ctest suite
 #   asan    build-asan/  AddressSanitizer + LeakSanitizer + UBSan (clang, Debug), the whole suite
 #   tsan    build-tsan/  ThreadSanitizer (clang, Debug), the concurrency-heavy integration tests
+#                        (ctest label tsan, given in tests/CMakeLists.txt)
 #   fuzz    build-fuzz/  the libFuzzer targets in tests/fuzz, each for a bounded time
 #
 # A stage that fails does not stop the others. At the end: a timing summary, then one line
@@ -14,7 +15,7 @@
 # Environment:
 #   RLP_SKIP_NORMAL=1, RLP_SKIP_ASAN=1, RLP_SKIP_TSAN=1, RLP_SKIP_FUZZ=1   skip that stage
 #   RLP_SKIP_SANITIZERS=1          skip asan and tsan
-#   RLP_TSAN_TESTS=REGEX           the tests tsan runs (ctest -R; default below)
+#   RLP_TSAN_TESTS=REGEX           the tests tsan runs (ctest -R), instead of those labelled tsan
 #   RLP_FUZZ_SECONDS=N             run every fuzzer N seconds (default: 60 request path, 30 others)
 # The integration tests start their own redis-server and httpbin: nothing needs to be running.
 set -uo pipefail
@@ -24,12 +25,12 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 cd "$RLP_ROOT" || exit 1
 
 CTEST_ARGS=("$@")
-# TSan: the tests where threads meet (worker threads sharing limits, tokens and breakers while
-# Redis comes and goes, the upstream pool, TLS, streaming, shutdown, many connections). Not the
-# 10000-idle-connections test: it bounds the daemon's RSS, which TSan's shadow memory multiplies.
-RLP_TSAN_DEFAULT='^(MultiInstanceTest|RateLimitTest|StreamingTest|ShutdownTest|RedisConnectionTest|RedisFaultTest|RedisFaultUnderLoadTest|FailClosedTest|UpstreamConnectionTest|TlsUpstreamTest|HostileClientTest|PoliciesTest|AdminApiTest)\.'
-RLP_TSAN_DEFAULT+='|^ConnectionLimitTest\.(RefusesConnectionsBeyondMaxConnections|GivesEveryDescriptorBackAfterLoad)$'
-RLP_TSAN_TESTS="${RLP_TSAN_TESTS:-$RLP_TSAN_DEFAULT}"
+# TSan runs the tests tests/CMakeLists.txt labels tsan (where threads meet), or RLP_TSAN_TESTS.
+if [[ -n "${RLP_TSAN_TESTS:-}" ]]; then
+    TSAN_SELECTION=(-R "$RLP_TSAN_TESTS")
+else
+    TSAN_SELECTION=(-L tsan)
+fi
 if [[ "${RLP_SKIP_SANITIZERS:-}" == 1 ]]; then
     RLP_SKIP_ASAN=1 RLP_SKIP_TSAN=1
 fi
@@ -220,7 +221,7 @@ fi
 if [[ "${RLP_SKIP_TSAN:-}" != 1 ]]; then
     if check_tsan_runs; then
         # Only what the chosen tests need: the daemon and the integration tests.
-        sanitizer_stage tsan build-tsan thread "ratelimit-proxy integration_tests" -R "$RLP_TSAN_TESTS"
+        sanitizer_stage tsan build-tsan thread "ratelimit-proxy integration_tests" "${TSAN_SELECTION[@]}"
     else
         stage_result tsan 0 1 "ThreadSanitizer does not run on this machine"
     fi

@@ -11,9 +11,7 @@
 #include <mutex>
 #include <thread>
 
-#include "beast_upstream.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "socket_swarm.hpp"
 #include "test_helpers.hpp"
 
@@ -25,25 +23,17 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-class ConnectionLimitTest : public ::testing::Test {
+class ConnectionLimitTest : public proxy_fixture<beast_upstream> {
   protected:
     static void SetUpTestSuite() { std::signal(SIGPIPE, SIG_IGN); }
 
-    redis_server redis;
-    beast_upstream upstream;
-    std::unique_ptr<proxy_process> proxy;
-    std::string token;
-
     void start(std::optional<std::string> config = std::nullopt, env_list env = {}) {
         env.emplace(env.begin(), "RATE_LIMIT", "1000000");
-        proxy = std::make_unique<proxy_process>(proxy_options{.target_url = upstream.url("/base"),
-                                                              .redis_url = redis.url(),
-                                                              .env = std::move(env),
-                                                              .config = std::move(config)});
-        token = register_token(port());
+        start_proxy({.base_path = "/base",
+                     .env = std::move(env),
+                     .config = std::move(config),
+                     .register_token = true});
     }
-
-    std::uint16_t port() const { return proxy->port(); }
 
     long fds() const { return open_descriptor_count(proxy->pid()); }
 
@@ -258,11 +248,10 @@ class UpstreamConnectionTest : public ConnectionLimitTest {
   protected:
     void start_to(const std::string& target, std::optional<std::string> config, env_list env = {}) {
         env.emplace(env.begin(), "RATE_LIMIT", "1000000");
-        proxy = std::make_unique<proxy_process>(proxy_options{.target_url = target,
-                                                              .redis_url = redis.url(),
-                                                              .env = std::move(env),
-                                                              .config = std::move(config)});
-        token = register_token(port());
+        start_proxy({.target_url = target,
+                     .env = std::move(env),
+                     .config = std::move(config),
+                     .register_token = true});
     }
 
     std::size_t requests_to(std::string_view needle) const {

@@ -4,9 +4,7 @@
 #include <cctype>
 #include <thread>
 
-#include "beast_upstream.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
@@ -14,18 +12,12 @@ namespace http = boost::beast::http;
 
 namespace {
 
-class HeaderHygieneTest : public ::testing::Test {
+class HeaderHygieneTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
-    std::unique_ptr<proxy_process> proxy;
-    std::string token;
     const std::string api_key = "sk-live-" + random_hex(20);
 
     void start(env_list env = {}) {
-        proxy = std::make_unique<proxy_process>(proxy_options{
-            .target_url = upstream.url("/base"), .redis_url = redis.url(), .env = std::move(env)});
-        token = register_token(proxy->port());
+        start_proxy({.base_path = "/base", .env = std::move(env), .register_token = true});
     }
     recorded_request only_request() {
         EXPECT_TRUE(upstream.wait_for_requests(1, std::chrono::seconds(5)));

@@ -3,20 +3,16 @@
 
 #include <thread>
 
-#include "beast_upstream.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
 
 namespace {
 
-class HealthTest : public ::testing::Test {
+class HealthTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
-    proxy_process proxy{{.target_url = upstream.url(), .redis_url = redis.url()}};
+    void SetUp() override { start_proxy(); }
 
     // Polls GET path until it answers `status` or the timeout passes; returns the last status
     // (0 when no answer).
@@ -26,7 +22,7 @@ class HealthTest : public ::testing::Test {
         unsigned last = 0;
         do {
             try {
-                last = http_request(proxy.port(), boost::beast::http::verb::get, path, {}, {},
+                last = http_request(proxy->port(), boost::beast::http::verb::get, path, {}, {},
                                     std::chrono::seconds(3))
                            .status;
             } catch (const std::exception&) {
@@ -41,29 +37,29 @@ class HealthTest : public ::testing::Test {
 };
 
 TEST_F(HealthTest, HealthAnswers200) {
-    auto r = http_get(proxy.port(), "/health");
+    auto r = http_get(proxy->port(), "/health");
     EXPECT_EQ(r.status, 200u) << r.body;
     EXPECT_EQ(upstream.request_count(), 0u);
 }
 
 TEST_F(HealthTest, ReadyAnswers200WhenRedisAnswers) {
-    auto r = http_get(proxy.port(), "/ready");
+    auto r = http_get(proxy->port(), "/ready");
     EXPECT_EQ(r.status, 200u) << r.body;
 }
 
 TEST_F(HealthTest, ReadyAnswers503WhenRedisIsDownWhileHealthStays200) {
-    ASSERT_EQ(http_get(proxy.port(), "/ready").status, 200u);
+    ASSERT_EQ(http_get(proxy->port(), "/ready").status, 200u);
     redis.kill_hard();
     EXPECT_EQ(wait_for_status("/ready", 503, std::chrono::seconds(5)), 503u);
-    EXPECT_EQ(http_get(proxy.port(), "/health").status, 200u);
-    EXPECT_TRUE(proxy.process().running());
+    EXPECT_EQ(http_get(proxy->port(), "/health").status, 200u);
+    EXPECT_TRUE(proxy->process().running());
 }
 
 TEST_F(HealthTest, ReadyAnswers503WhenRedisStopsAnswering) {
-    ASSERT_EQ(http_get(proxy.port(), "/ready").status, 200u);
+    ASSERT_EQ(http_get(proxy->port(), "/ready").status, 200u);
     redis.pause();  // connections stay open, nothing answers
     auto start = std::chrono::steady_clock::now();
-    auto r = http_request(proxy.port(), boost::beast::http::verb::get, "/ready", {}, {},
+    auto r = http_request(proxy->port(), boost::beast::http::verb::get, "/ready", {}, {},
                           std::chrono::seconds(8));
     EXPECT_EQ(r.status, 503u) << r.body;
     EXPECT_LT(elapsed_ms(start), 5000) << "the readiness check should be bounded by a timeout";
@@ -83,20 +79,15 @@ TEST_F(HealthTest, ReadyRecoversAfterRedisRestarts) {
 namespace {
 
 // What a client sees right after start-up, before anything waited for /ready.
-class StartupTest : public ::testing::Test {
-  protected:
-    redis_server redis;
-    beast_upstream upstream;
-};
+class StartupTest : public proxy_fixture<beast_upstream> {};
 
 TEST_F(StartupTest, AnswersRedisBackedRequestsAsSoonAsHealthy) {
     // Redis is up before the proxy starts; once /health says 200, requests that need Redis
     // should work (wait for the connection rather than fail fast with 503).
     for (int i = 0; i < 5; ++i) {
         SCOPED_TRACE("start " + std::to_string(i));
-        proxy_process proxy{
-            {.target_url = upstream.url(), .redis_url = redis.url(), .wait_redis_ready = false}};
-        auto r = http_request(proxy.port(), boost::beast::http::verb::post, "/register");
+        start_proxy({.wait_redis_ready = false});
+        auto r = http_request(proxy->port(), boost::beast::http::verb::post, "/register");
         EXPECT_EQ(r.status, 201u) << r.body;
     }
 }

@@ -11,9 +11,7 @@
 #include <mutex>
 #include <thread>
 
-#include "beast_upstream.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "socket_swarm.hpp"
 #include "test_helpers.hpp"
 
@@ -30,25 +28,18 @@ std::string lower(std::string s) {
     return s;
 }
 
-class HostileClientTest : public ::testing::Test {
+class HostileClientTest : public proxy_fixture<beast_upstream> {
   protected:
     static void SetUpTestSuite() { std::signal(SIGPIPE, SIG_IGN); }
 
-    redis_server redis;
-    beast_upstream upstream;
-    std::unique_ptr<proxy_process> proxy;
-    std::string token;
-
     void start(std::optional<std::string> config = std::nullopt, env_list env = {}) {
         env.emplace(env.begin(), "RATE_LIMIT", "100000");
-        proxy = std::make_unique<proxy_process>(proxy_options{.target_url = upstream.url("/base"),
-                                                              .redis_url = redis.url(),
-                                                              .env = std::move(env),
-                                                              .config = std::move(config)});
-        token = register_token(port());
+        start_proxy({.base_path = "/base",
+                     .env = std::move(env),
+                     .config = std::move(config),
+                     .register_token = true});
     }
 
-    std::uint16_t port() const { return proxy->port(); }
     std::string host() const { return "Host: 127.0.0.1:" + std::to_string(port()) + "\r\n"; }
     std::string auth() const { return "Authorization: Bearer " + token + "\r\n"; }
 

@@ -1,29 +1,24 @@
 // Malformed and hostile requests on raw sockets: 400, and the proxy goes on serving.
 #include <gtest/gtest.h>
 
-#include "beast_upstream.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
 
 namespace {
 
-class MalformedRequestTest : public ::testing::Test {
+class MalformedRequestTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
-    proxy_process proxy{{.target_url = upstream.url("/base"), .redis_url = redis.url()}};
-    std::string token = register_token(proxy.port());
+    void SetUp() override { start_proxy({.base_path = "/base", .register_token = true}); }
 
-    std::string host() const { return "Host: 127.0.0.1:" + std::to_string(proxy.port()) + "\r\n"; }
+    std::string host() const { return "Host: 127.0.0.1:" + std::to_string(proxy->port()) + "\r\n"; }
     std::string auth() const { return "Authorization: Bearer " + token + "\r\n"; }
 
     // Sends bytes on a fresh connection and reads one response (status 0 when the proxy
     // closed the connection without answering).
     http_response send(const std::string& bytes, bool* closed_after = nullptr) {
-        http_connection c(proxy.port(), std::chrono::seconds(5));
+        http_connection c(proxy->port(), std::chrono::seconds(5));
         try {
             c.send_raw(bytes);
         } catch (const std::exception&) {
@@ -41,10 +36,10 @@ class MalformedRequestTest : public ::testing::Test {
     }
 
     void expect_still_serving() {
-        EXPECT_TRUE(proxy.process().running());
-        EXPECT_EQ(http_get(proxy.port(), "/health").status, 200u);
+        EXPECT_TRUE(proxy->process().running());
+        EXPECT_EQ(http_get(proxy->port(), "/health").status, 200u);
         auto before = upstream.request_count();
-        auto r = http_get(proxy.port(), "/api/echo", bearer(token));
+        auto r = http_get(proxy->port(), "/api/echo", bearer(token));
         EXPECT_EQ(r.status, 200u) << r.body;
         EXPECT_EQ(upstream.request_count(), before + 1);
     }
@@ -162,7 +157,7 @@ TEST_F(MalformedRequestTest, RejectsOversizedHeader) {
 }
 
 TEST_F(MalformedRequestTest, AnswersHttp10RequestAndCloses) {
-    http_connection c(proxy.port(), std::chrono::seconds(5));
+    http_connection c(proxy->port(), std::chrono::seconds(5));
     c.send_raw("GET /health HTTP/1.0\r\n\r\n");
     auto r = c.read_response();
     EXPECT_EQ(r.status, 200u);

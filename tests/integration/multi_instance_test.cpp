@@ -4,22 +4,18 @@
 #include <atomic>
 #include <thread>
 
-#include "beast_upstream.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
 
 namespace {
 
-class MultiInstanceTest : public ::testing::Test {
+class MultiInstanceTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
     env_list limits{{"RATE_LIMIT", "60"}, {"BURST", "50"}};  // refill: 1 token per second
-    proxy_process a{{.target_url = upstream.url(), .redis_url = redis.url(), .env = limits}};
-    proxy_process b{{.target_url = upstream.url(), .redis_url = redis.url(), .env = limits}};
+    proxy_process a{proxy_options_for({.env = limits})};
+    proxy_process b{proxy_options_for({.env = limits})};
 };
 
 TEST_F(MultiInstanceTest, TokenRegisteredOnOneInstanceWorksOnTheOther) {

@@ -7,10 +7,8 @@
 #include <fstream>
 #include <thread>
 
-#include "beast_upstream.hpp"
 #include "payload.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
@@ -23,17 +21,10 @@ std::string token_id(const std::string& token) {
     return sha256_hex(token).substr(0, 16);
 }
 
-class PoliciesTest : public ::testing::Test {
+class PoliciesTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
-    std::unique_ptr<proxy_process> proxy;
-
     void start(const std::string& config, env_list env = {}) {
-        proxy = std::make_unique<proxy_process>(proxy_options{.target_url = upstream.url("/up"),
-                                                              .redis_url = redis.url(),
-                                                              .env = std::move(env),
-                                                              .config = config});
+        start_proxy({.base_path = "/up", .env = std::move(env), .config = config});
     }
     http_response call(const std::string& token, const std::string& path = "/api/echo",
                        header_list extra = {}, http::verb method = http::verb::get) {
@@ -402,8 +393,7 @@ TEST_F(PoliciesTest, ReloadDuringARedisOutageKeepsKnownClientsIn) {
         ::testing::TempDir() + "rlp-outage-" + std::to_string(::getpid()) + ".json";
     std::ofstream(path) << R"({"policies": [{"name": "p", "algorithm": "token_bucket",
                                              "limit": 50, "window": "hour"}]})";
-    proxy = std::make_unique<proxy_process>(proxy_options{
-        .target_url = upstream.url("/up"), .redis_url = redis.url(), .args = {"--config", path}});
+    start_proxy({.base_path = "/up", .args = {"--config", path}});
     auto token = register_token(proxy->port());
     for (int i = 0; i < 4; ++i)  // seen by both workers
         ASSERT_EQ(call(token).status, 200u);
@@ -426,8 +416,7 @@ TEST_F(PoliciesTest, SighupReloadsPoliciesAndKeepsThemWhenTheFileIsBad) {
     auto write = [&](const std::string& text) { std::ofstream(path) << text; };
     write(
         R"({"policies": [{"name": "p", "algorithm": "token_bucket", "limit": 2, "window": "hour"}]})");
-    proxy = std::make_unique<proxy_process>(proxy_options{
-        .target_url = upstream.url("/up"), .redis_url = redis.url(), .args = {"--config", path}});
+    start_proxy({.base_path = "/up", .args = {"--config", path}});
     auto token = register_token(proxy->port());
     EXPECT_EQ(header_integer(call(token), "X-RateLimit-Limit"), 2);
 

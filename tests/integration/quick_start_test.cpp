@@ -3,9 +3,7 @@
 
 #include <regex>
 
-#include "httpbin_server.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
@@ -13,17 +11,13 @@ namespace http = boost::beast::http;
 
 namespace {
 
-class QuickStartTest : public ::testing::Test {
-  protected:
-    redis_server redis;
-    httpbin_server httpbin;
-};
+class QuickStartTest : public proxy_fixture<httpbin_server> {};
 
 TEST_F(QuickStartTest, RegisterThenCallTheApiThroughTheProxy) {
-    proxy_process proxy{{.target_url = httpbin.url(), .redis_url = redis.url()}};
+    start_proxy();
 
     // curl -s -X POST http://127.0.0.1:PORT/register
-    auto reg = http_request(proxy.port(), http::verb::post, "/register");
+    auto reg = http_request(proxy->port(), http::verb::post, "/register");
     ASSERT_EQ(reg.status, 201u) << reg.body;
     // ... | grep -o '"token":"[^"]*"'
     std::smatch m;
@@ -31,12 +25,12 @@ TEST_F(QuickStartTest, RegisterThenCallTheApiThroughTheProxy) {
     std::string token = m[1];
 
     // curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:PORT/api/get
-    auto r = http_get(proxy.port(), "/api/get", bearer(token));
+    auto r = http_get(proxy->port(), "/api/get", bearer(token));
     ASSERT_EQ(r.status, 200u) << r.body;
     EXPECT_TRUE(r.header("Content-Type").rfind("application/json", 0) == 0);
     auto j = r.json();
     std::string url = j["url"];
-    EXPECT_EQ(url, "http://127.0.0.1:" + std::to_string(httpbin.port()) + "/get");
+    EXPECT_EQ(url, "http://127.0.0.1:" + std::to_string(upstream.port()) + "/get");
     EXPECT_TRUE(j["args"].empty());
     EXPECT_EQ(header_integer(r, "X-RateLimit-Limit"), 60);
     EXPECT_EQ(header_integer(r, "X-RateLimit-Remaining"), 59);

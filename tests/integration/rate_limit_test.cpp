@@ -6,25 +6,16 @@
 #include <sstream>
 #include <thread>
 
-#include "beast_upstream.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
 
 namespace {
 
-class RateLimitTest : public ::testing::Test {
+class RateLimitTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
-    std::unique_ptr<proxy_process> proxy;
-
-    void start(env_list env) {
-        proxy = std::make_unique<proxy_process>(proxy_options{
-            .target_url = upstream.url("/up"), .redis_url = redis.url(), .env = std::move(env)});
-    }
+    void start(env_list env) { start_proxy({.base_path = "/up", .env = std::move(env)}); }
     http_response call(const std::string& token, const std::string& path = "/api/echo") {
         return http_get(proxy->port(), path, bearer(token));
     }

@@ -7,10 +7,8 @@
 #include <regex>
 #include <set>
 
-#include "beast_upstream.hpp"
 #include "payload.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
@@ -30,15 +28,13 @@ std::string base64_of_hex(const std::string& hex) {
     return out;
 }
 
-class RegisterTest : public ::testing::Test {
+class RegisterTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
-    proxy_process proxy{{.target_url = upstream.url(), .redis_url = redis.url()}};
+    void SetUp() override { start_proxy(); }
 };
 
 TEST_F(RegisterTest, AnswersCreatedWithCompactTokenJson) {
-    auto r = http_request(proxy.port(), http::verb::post, "/register");
+    auto r = http_request(proxy->port(), http::verb::post, "/register");
     EXPECT_EQ(r.status, 201u) << r.body;
     EXPECT_TRUE(r.header("Content-Type").rfind("application/json", 0) == 0)
         << r.header("Content-Type");
@@ -53,13 +49,13 @@ TEST_F(RegisterTest, AnswersCreatedWithCompactTokenJson) {
 TEST_F(RegisterTest, IssuesDistinctTokens) {
     std::set<std::string> tokens;
     for (int i = 0; i < 20; ++i)
-        tokens.insert(register_token(proxy.port()));
+        tokens.insert(register_token(proxy->port()));
     EXPECT_EQ(tokens.size(), 20u);
 }
 
 TEST_F(RegisterTest, IssuedTokenIsAcceptedOnApi) {
-    auto token = register_token(proxy.port());
-    auto r = http_get(proxy.port(), "/api/echo", bearer(token));
+    auto token = register_token(proxy->port());
+    auto r = http_get(proxy->port(), "/api/echo", bearer(token));
     EXPECT_EQ(r.status, 200u) << r.body;
     EXPECT_EQ(upstream.request_count(), 1u);
 }
@@ -67,9 +63,9 @@ TEST_F(RegisterTest, IssuedTokenIsAcceptedOnApi) {
 TEST_F(RegisterTest, StoresNoRawTokenInRedis) {
     std::size_t keys_before = 0;
     dump_redis(redis, &keys_before);
-    auto token = register_token(proxy.port());
+    auto token = register_token(proxy->port());
     // Use it too, so the rate-limit state for this token exists as well.
-    ASSERT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+    ASSERT_EQ(http_get(proxy->port(), "/api/echo", bearer(token)).status, 200u);
 
     std::size_t keys_after = 0;
     std::string dump = dump_redis(redis, &keys_after);
@@ -99,8 +95,8 @@ TEST_F(RegisterTest, StoresNoRawTokenInRedis) {
 
 TEST_F(RegisterTest, StoresTokenHashThatAnotherInstanceCanFind) {
     // The digest is what is stored: a second instance (fresh cache) accepts the token.
-    auto token = register_token(proxy.port());
-    proxy_process other{{.target_url = upstream.url(), .redis_url = redis.url()}};
+    auto token = register_token(proxy->port());
+    proxy_process other{proxy_options_for({})};
     auto r = http_get(other.port(), "/api/echo", bearer(token));
     EXPECT_EQ(r.status, 200u) << r.body;
 }

@@ -1,9 +1,7 @@
 // Relaying to a real upstream nobody here wrote: Debian's httpbin under gunicorn.
 #include <gtest/gtest.h>
 
-#include "httpbin_server.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
@@ -11,25 +9,19 @@ namespace http = boost::beast::http;
 
 namespace {
 
-class RelayTest : public ::testing::Test {
+class RelayTest : public proxy_fixture<httpbin_server> {
   protected:
-    redis_server redis;
-    httpbin_server httpbin;
-    std::unique_ptr<proxy_process> proxy;
-    std::string token;
     const std::string api_key = "sk-test-" + random_hex(16);
 
     void start(const std::string& base_path, env_list env = {}) {
-        proxy = std::make_unique<proxy_process>(proxy_options{
-            .target_url = httpbin.url(base_path), .redis_url = redis.url(), .env = std::move(env)});
-        token = register_token(proxy->port());
+        start_proxy({.base_path = base_path, .env = std::move(env), .register_token = true});
     }
     http_response call(http::verb method, const std::string& target, header_list headers = {},
                        const std::string& body = {}) {
         return http_request(proxy->port(), method, target, bearer(token, std::move(headers)), body);
     }
     // Direct request to httpbin, bypassing the proxy.
-    http_response direct(const std::string& target) { return http_get(httpbin.port(), target); }
+    http_response direct(const std::string& target) { return http_get(upstream.port(), target); }
 };
 
 TEST_F(RelayTest, ForwardsMethodPathAndQueryUnderTheBasePath) {
@@ -108,7 +100,7 @@ TEST_F(RelayTest, SetsUpstreamHostAndForwardingHeaders) {
     auto r = call(http::verb::get, "/api/echo?show_env=1");
     ASSERT_EQ(r.status, 200u) << r.body;
     auto h = r.json()["headers"];
-    EXPECT_EQ(h["Host"], "127.0.0.1:" + std::to_string(httpbin.port())) << r.body;
+    EXPECT_EQ(h["Host"], "127.0.0.1:" + std::to_string(upstream.port())) << r.body;
     ASSERT_TRUE(h.contains("X-Forwarded-For")) << r.body;
     EXPECT_TRUE(contains(h["X-Forwarded-For"].get<std::string>(), "127.0.0.1")) << r.body;
     EXPECT_EQ(h["X-Forwarded-Proto"], "http") << r.body;

@@ -9,8 +9,8 @@
 #include <memory>
 #include <thread>
 
-#include "beast_upstream.hpp"
 #include "payload.hpp"
+#include "proxy_fixture.hpp"
 #include "proxy_process.hpp"
 #include "ratelimit_proxy/auth/token.hpp"
 #include "redis_server.hpp"
@@ -29,26 +29,20 @@ struct exchange {
     std::string error;  // no answer
 };
 
-class SecurityTest : public ::testing::Test {
+class SecurityTest : public proxy_fixture<beast_upstream> {
   protected:
     static void SetUpTestSuite() { std::signal(SIGPIPE, SIG_IGN); }
 
-    redis_server redis;
-    beast_upstream upstream;
     const std::string api_key = "sk-secret-" + random_hex(16);
-    std::unique_ptr<proxy_process> proxy;
 
     void start(env_list env, std::optional<std::string> config = std::nullopt,
                std::string target = {}) {
         env.emplace(env.begin(), "TARGET_API_KEY", api_key);
-        proxy = std::make_unique<proxy_process>(
-            proxy_options{.target_url = target.empty() ? upstream.url("/base") : target,
-                          .redis_url = redis.url(),
-                          .env = std::move(env),
-                          .config = std::move(config)});
+        start_proxy({.base_path = "/base",
+                     .target_url = std::move(target),
+                     .env = std::move(env),
+                     .config = std::move(config)});
     }
-
-    std::uint16_t port() const { return proxy->port(); }
     std::string host() const { return "Host: 127.0.0.1:" + std::to_string(port()) + "\r\n"; }
 
     exchange raw(const std::string& what, const std::string& bytes, std::uint16_t to = 0) {

@@ -5,10 +5,8 @@
 #include <iostream>
 #include <thread>
 
-#include "beast_upstream.hpp"
 #include "payload.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
@@ -19,25 +17,23 @@ namespace {
 constexpr std::uint64_t kBig = 50ull * 1024 * 1024;
 constexpr long kMaxGrowthKb = 32 * 1024;
 
-class StreamingTest : public ::testing::Test {
+class StreamingTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
-    proxy_process proxy{{.target_url = upstream.url("/s"), .redis_url = redis.url()}};
-    std::string token = register_token(proxy.port());
     long hwm_before_kb = 0;
 
     void SetUp() override {
+        start_proxy({.base_path = "/s", .register_token = true});
         // Warm up: one small request each way so buffers, pools and TLS-free paths exist.
-        auto r = http_request(proxy.port(), http::verb::post, "/api/echo", bearer(token),
+        auto r = http_request(proxy->port(), http::verb::post, "/api/echo", bearer(token),
                               std::string(200 * 1024, 'w'));
         ASSERT_EQ(r.status, 200u) << r.body;
-        ASSERT_EQ(http_get(proxy.port(), "/api/download?bytes=300000", bearer(token)).status, 200u);
-        hwm_before_kb = proxy.vm_hwm_kb();
+        ASSERT_EQ(http_get(proxy->port(), "/api/download?bytes=300000", bearer(token)).status,
+                  200u);
+        hwm_before_kb = proxy->vm_hwm_kb();
         ASSERT_GT(hwm_before_kb, 0);
     }
     void expect_flat_memory() {
-        long after = proxy.vm_hwm_kb();
+        long after = proxy->vm_hwm_kb();
         RecordProperty("proxy_peak_rss_growth_kib", std::to_string(after - hwm_before_kb));
         std::cout << "proxy peak RSS: " << hwm_before_kb << " KiB -> " << after << " KiB\n";
         EXPECT_LT(after - hwm_before_kb, kMaxGrowthKb)
@@ -47,7 +43,7 @@ class StreamingTest : public ::testing::Test {
 
     // Sends `n` pattern bytes as the body of POST /api/echo and returns the response.
     http_response upload(std::uint64_t n, bool chunked) {
-        http_connection c(proxy.port(), std::chrono::seconds(30));
+        http_connection c(proxy->port(), std::chrono::seconds(30));
         std::string head = "POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
                            token + "\r\nContent-Type: application/octet-stream\r\n";
         head += chunked ? std::string("Transfer-Encoding: chunked\r\n")
@@ -81,7 +77,7 @@ class StreamingTest : public ::testing::Test {
         std::string sha256;
     };
     download_result download(const std::string& target) {
-        http_connection c(proxy.port(), std::chrono::seconds(30));
+        http_connection c(proxy->port(), std::chrono::seconds(30));
         c.send_raw("GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
                    token + "\r\n\r\n");
         download_result out;
@@ -131,7 +127,7 @@ TEST_F(StreamingTest, StreamsLargeChunkedDownload) {
 }
 
 TEST_F(StreamingTest, DeliversServerSentEventsAsTheyArrive) {
-    http_connection c(proxy.port(), std::chrono::seconds(10));
+    http_connection c(proxy->port(), std::chrono::seconds(10));
     auto start = std::chrono::steady_clock::now();
     c.send_raw(
         "GET /api/drip?ms=2000 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
@@ -158,16 +154,16 @@ TEST_F(StreamingTest, SurvivesUpstreamResetMidBody) {
     // response that looks complete, and the proxy keeps serving.
     bool complete = false;
     try {
-        http_connection c(proxy.port(), std::chrono::seconds(10));
+        http_connection c(proxy->port(), std::chrono::seconds(10));
         auto r = c.request(http::verb::get, "/api/reset", bearer(token));
         complete = r.status == 200u && r.body.size() == 1000000u;
     } catch (const std::exception&) {
         complete = false;  // truncated or closed: expected
     }
     EXPECT_FALSE(complete);
-    EXPECT_EQ(http_get(proxy.port(), "/health").status, 200u);
-    EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
-    EXPECT_TRUE(proxy.process().running());
+    EXPECT_EQ(http_get(proxy->port(), "/health").status, 200u);
+    EXPECT_EQ(http_get(proxy->port(), "/api/echo", bearer(token)).status, 200u);
+    EXPECT_TRUE(proxy->process().running());
 }
 
 TEST_F(StreamingTest, RelaysBodyDelimitedByConnectionClose) {
@@ -176,12 +172,12 @@ TEST_F(StreamingTest, RelaysBodyDelimitedByConnectionClose) {
     ASSERT_EQ(d.response.status, 200u);
     EXPECT_EQ(d.bytes, 100000u);
     EXPECT_EQ(d.sha256, pattern_sha256(100000));
-    EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+    EXPECT_EQ(http_get(proxy->port(), "/api/echo", bearer(token)).status, 200u);
 }
 
 TEST_F(StreamingTest, StopsDownloadingWhenTheClientGoesAway) {
     {
-        http_connection c(proxy.port(), std::chrono::seconds(10));
+        http_connection c(proxy->port(), std::chrono::seconds(10));
         c.send_raw("GET /api/download?bytes=" + std::to_string(kBig) +
                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token + "\r\n\r\n");
         std::uint64_t got = 0;
@@ -200,7 +196,7 @@ TEST_F(StreamingTest, StopsDownloadingWhenTheClientGoesAway) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     EXPECT_EQ(upstream.aborted_downloads(), 1u)
         << "the proxy kept reading the upstream body for a client that is gone";
-    EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+    EXPECT_EQ(http_get(proxy->port(), "/api/echo", bearer(token)).status, 200u);
     expect_flat_memory();
 }
 
@@ -208,7 +204,7 @@ TEST_F(StreamingTest, SurvivesClientAbortingUpload) {
     const std::size_t before = upstream.requests().size();  // the warm-up requests
     ASSERT_TRUE(upstream.wait_for_requests(before, std::chrono::seconds(5)));
     {
-        http_connection c(proxy.port(), std::chrono::seconds(10));
+        http_connection c(proxy->port(), std::chrono::seconds(10));
         c.send_raw("POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
                    "\r\nContent-Length: 10000000\r\n\r\n");
         std::vector<char> buf(256 * 1024);
@@ -223,8 +219,8 @@ TEST_F(StreamingTest, SurvivesClientAbortingUpload) {
     ASSERT_EQ(reqs.size(), before + 1);
     EXPECT_FALSE(reqs.back().complete);
     EXPECT_LT(reqs.back().body_bytes, 10000000u);
-    EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
-    EXPECT_TRUE(proxy.process().running());
+    EXPECT_EQ(http_get(proxy->port(), "/api/echo", bearer(token)).status, 200u);
+    EXPECT_TRUE(proxy->process().running());
 }
 
 }  // namespace

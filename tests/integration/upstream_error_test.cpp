@@ -4,19 +4,15 @@
 #include <atomic>
 #include <thread>
 
-#include "beast_upstream.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
 
 namespace {
 
-class UpstreamErrorTest : public ::testing::Test {
+class UpstreamErrorTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
     const std::string api_key = "sk-err-" + random_hex(12);
 
     void expect_local_error(const http_response& r, unsigned status) {
@@ -33,66 +29,62 @@ class UpstreamErrorTest : public ::testing::Test {
 };
 
 TEST_F(UpstreamErrorTest, AnswersWith502WhenNothingListensUpstream) {
-    proxy_process proxy{{.target_url = "http://127.0.0.1:" + std::to_string(free_port()) + "/v1",
-                         .redis_url = redis.url(),
-                         .env = {{"TARGET_API_KEY", api_key}}}};
-    auto token = register_token(proxy.port());
+    start_proxy({.target_url = "http://127.0.0.1:" + std::to_string(free_port()) + "/v1",
+                 .env = {{"TARGET_API_KEY", api_key}}});
+    auto token = register_token(proxy->port());
     auto start = std::chrono::steady_clock::now();
-    auto r = http_get(proxy.port(), "/api/echo", bearer(token));
+    auto r = http_get(proxy->port(), "/api/echo", bearer(token));
     expect_local_error(r, 502);
     EXPECT_LT(elapsed_ms(start), 3000);
-    EXPECT_EQ(http_get(proxy.port(), "/health").status, 200u);
-    EXPECT_FALSE(contains(proxy.log(), api_key));
+    EXPECT_EQ(http_get(proxy->port(), "/health").status, 200u);
+    EXPECT_FALSE(contains(proxy->log(), api_key));
 }
 
 TEST_F(UpstreamErrorTest, AnswersWith504WhenUpstreamNeverAnswers) {
-    proxy_process proxy{{.target_url = upstream.url("/v1"),
-                         .redis_url = redis.url(),
-                         .env = {{"TARGET_API_KEY", api_key}},
-                         .config = R"({"upstream":{"response_timeout_ms":500}})"}};
-    auto token = register_token(proxy.port());
+    start_proxy({.base_path = "/v1",
+                 .env = {{"TARGET_API_KEY", api_key}},
+                 .config = R"({"upstream":{"response_timeout_ms":500}})"});
+    auto token = register_token(proxy->port());
     auto start = std::chrono::steady_clock::now();
-    auto r = http_get(proxy.port(), "/api/never", bearer(token));
+    auto r = http_get(proxy->port(), "/api/never", bearer(token));
     auto ms = elapsed_ms(start);
     expect_local_error(r, 504);
     EXPECT_GE(ms, 400);
     EXPECT_LT(ms, 2500) << "response_timeout_ms=500 should bound the wait";
     EXPECT_EQ(upstream.request_count(), 1u);
     // The proxy goes on serving, and answers normally once the upstream does.
-    EXPECT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+    EXPECT_EQ(http_get(proxy->port(), "/api/echo", bearer(token)).status, 200u);
 }
 
 TEST_F(UpstreamErrorTest, SlowButTimelyUpstreamIsNotCutOff) {
-    proxy_process proxy{{.target_url = upstream.url("/v1"),
-                         .redis_url = redis.url(),
-                         .config = R"({"upstream":{"response_timeout_ms":1500}})"}};
-    auto token = register_token(proxy.port());
-    auto r = http_get(proxy.port(), "/api/slow?ms=700", bearer(token));
+    start_proxy({.base_path = "/v1", .config = R"({"upstream":{"response_timeout_ms":1500}})"});
+    auto token = register_token(proxy->port());
+    auto r = http_get(proxy->port(), "/api/slow?ms=700", bearer(token));
     EXPECT_EQ(r.status, 200u) << r.body;
 }
 
 TEST_F(UpstreamErrorTest, AnswersWith502WhenUpstreamGoesAway) {
     auto gone = std::make_unique<beast_upstream>();
-    proxy_process proxy{{.target_url = gone->url(), .redis_url = redis.url()}};
-    auto token = register_token(proxy.port());
-    ASSERT_EQ(http_get(proxy.port(), "/api/echo", bearer(token)).status, 200u);
+    start_proxy({.target_url = gone->url()});
+    auto token = register_token(proxy->port());
+    ASSERT_EQ(http_get(proxy->port(), "/api/echo", bearer(token)).status, 200u);
     gone.reset();  // closes the pooled connection and the listener
-    auto r = http_get(proxy.port(), "/api/echo", bearer(token));
+    auto r = http_get(proxy->port(), "/api/echo", bearer(token));
     expect_local_error(r, 502);
-    EXPECT_TRUE(proxy.process().running());
+    EXPECT_TRUE(proxy->process().running());
 }
 
 TEST_F(UpstreamErrorTest, ServesSlowRequestsConcurrently) {
     // 20 requests that each wait 600 ms upstream, on 2 worker threads: they overlap.
-    proxy_process proxy{{.target_url = upstream.url("/v1"), .redis_url = redis.url()}};
-    auto token = register_token(proxy.port());
+    start_proxy({.base_path = "/v1"});
+    auto token = register_token(proxy->port());
     std::vector<std::thread> threads;
     std::atomic<int> ok{0};
     auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < 20; ++i)
         threads.emplace_back([&] {
             try {
-                if (http_get(proxy.port(), "/api/slow?ms=600", bearer(token)).status == 200u)
+                if (http_get(proxy->port(), "/api/slow?ms=600", bearer(token)).status == 200u)
                     ++ok;
             } catch (const std::exception&) {
             }
