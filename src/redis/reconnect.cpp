@@ -19,6 +19,7 @@ namespace asio = boost::asio;
 std::string connection::impl::where() const {
     return options_.where.host + ":" + std::to_string(options_.where.port);
 }
+
 // Names the address too when the host is a name that resolved to several.
 std::string connection::impl::where(const std::string& address) const {
     return address == options_.where.host ? where() : where() + " (" + address + ")";
@@ -236,7 +237,7 @@ void connection::impl::mark_ready(link& l) {
 }
 
 // Frees the context; pending handlers get outcome::disconnected (from hiredis, via
-// on_reply) and cleanup schedules the reconnect.
+// on_reply) and on_closed schedules the reconnect.
 void connection::impl::drop_link(link& l, std::string reason) {
     if (!l.alive() || l.closing_)
         return;
