@@ -1,4 +1,4 @@
-#include "ratelimit_proxy/redis/connection.hpp"
+#include "ratelimit_proxy/redis/script.hpp"
 
 #include <openssl/evp.h>
 
@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+
+#include "ratelimit_proxy/redis/connection.hpp"
 
 namespace ratelimit_proxy::redis {
 

@@ -1,7 +1,7 @@
 // libFuzzer target: redis::parse_url on arbitrary bytes. Only std::invalid_argument may escape
 // (its documented error); anything else, or a parsed endpoint that breaks the invariants
 // below, is a crash. ASan/UBSan catch memory errors and undefined behaviour on the way.
-#include "ratelimit_proxy/redis/connection.hpp"
+#include "ratelimit_proxy/redis/endpoint.hpp"
 
 #include <cstddef>
 #include <cstdint>

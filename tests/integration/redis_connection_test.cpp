@@ -13,6 +13,7 @@
 
 #include "process.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
+#include "ratelimit_proxy/redis/script.hpp"
 #include "redis_server.hpp"
 
 namespace {

@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ratelimit_proxy/redis/connection.hpp"
+#include "ratelimit_proxy/redis/endpoint.hpp"
 
 namespace {
 

@@ -5,43 +5,19 @@
 #include <functional>
 #include <memory>
 #include <span>
-#include <string>
 #include <string_view>
-#include <vector>
+
+// Included for the users of the connection: the URL it is given, the replies it hands back,
+// and the scripts run on it.
+#include "ratelimit_proxy/redis/endpoint.hpp"
+#include "ratelimit_proxy/redis/reply.hpp"
+#include "ratelimit_proxy/redis/script.hpp"
 
 namespace boost::asio {
 class io_context;
 }
 
 namespace ratelimit_proxy::redis {
-
-// Where to connect, parsed from redis://[[user]:password@]host[:port][/db].
-struct endpoint {
-    std::string host = "127.0.0.1";
-    std::uint16_t port = 6379;
-    std::string username;
-    std::string password;
-    int db = 0;
-};
-
-// Throws std::invalid_argument whose what() says what is wrong with the URL.
-endpoint parse_url(std::string_view url);
-
-enum class reply_type { nil, integer, string, status, error, array };
-
-// A reply copied out of hiredis memory, so handlers may keep it.
-struct reply {
-    reply_type type = reply_type::nil;
-    long long integer = 0;
-    std::string str;  // string, status and error replies
-    std::vector<reply> elements;
-};
-
-// ok: the reply is what Redis answered (which may itself be an error reply).
-// timeout / disconnected: Redis did not answer in time or the connection is down.
-enum class outcome { ok, timeout, disconnected };
-
-using reply_handler = std::function<void(outcome, reply&&)>;
 
 struct connection_options {
     endpoint where;
@@ -54,6 +30,8 @@ struct connection_options {
 // One hiredis async connection driven by one io_context thread. Not thread-safe: call
 // everything from the thread running that io_context. Reconnects by itself with backoff.
 // Commands issued within one loop turn go out in one write (hiredis buffers them).
+// Inside src/redis/: reconnect.cpp connects and reconnects, pipeline.cpp carries the commands,
+// asio_adapter.cpp drives hiredis's socket from the io_context.
 class connection {
   public:
     connection(boost::asio::io_context& io, connection_options options);
@@ -85,23 +63,6 @@ class connection {
   private:
     struct impl;
     std::shared_ptr<impl> impl_;
-};
-
-// A Lua script run by EVALSHA; on NOSCRIPT (Redis restarted, SCRIPT FLUSH) it is sent once
-// with EVAL, which also caches it again, so the caller never sees NOSCRIPT.
-class script {
-  public:
-    explicit script(std::string_view source);
-
-    const std::string& sha1() const { return sha1_; }
-    const std::string& source() const { return source_; }
-
-    void run(connection& conn, std::span<const std::string_view> keys,
-             std::span<const std::string_view> args, reply_handler handler) const;
-
-  private:
-    std::string source_;
-    std::string sha1_;
 };
 
 }  // namespace ratelimit_proxy::redis
