@@ -15,6 +15,7 @@
 
 #include "beast_upstream.hpp"
 #include "payload.hpp"
+#include "proxy_fixture.hpp"
 #include "proxy_process.hpp"
 #include "ratelimit_proxy/auth/token.hpp"
 #include "redis_server.hpp"
@@ -96,22 +97,14 @@ struct resume_on_exit {
     ~resume_on_exit() { server.resume(); }
 };
 
-class RedisFaultTest : public ::testing::Test {
+class RedisFaultTest : public proxy_fixture<beast_upstream> {
   protected:
     static void SetUpTestSuite() { std::signal(SIGPIPE, SIG_IGN); }
 
-    redis_server redis;
-    beast_upstream upstream;
-    std::unique_ptr<proxy_process> proxy;
-
-    void start_proxy(env_list env, std::optional<std::string> config = std::nullopt) {
-        proxy = std::make_unique<proxy_process>(proxy_options{.target_url = upstream.url("/base"),
-                                                              .redis_url = redis.url(),
-                                                              .env = std::move(env),
-                                                              .config = std::move(config)});
+    // A proxy for upstream.url("/base") with these variables (and config file).
+    void start(env_list env, std::optional<std::string> config = std::nullopt) {
+        start_proxy({.base_path = "/base", .env = std::move(env), .config = std::move(config)});
     }
-
-    std::uint16_t port() const { return proxy->port(); }
 
     // GET /api/<tag>/echo: the tag finds the request's access-log line.
     timed_response api(const std::string& token, const std::string& tag = "t") {
@@ -217,7 +210,7 @@ class RedisFaultTest : public ::testing::Test {
 // RATE_LIMIT=5: while Redis is dead, a known token still gets answers, at most 5 of them
 // allowed (the local bucket), each fast; after a restart on the same port Redis decides again.
 TEST_F(RedisFaultTest, LimitsLocallyWhileRedisIsKilledAndHandsBackAfterRestart) {
-    start_proxy({{"RATE_LIMIT", "5"}, {"BURST", "5"}});
+    start({{"RATE_LIMIT", "5"}, {"BURST", "5"}});
     auto token = register_token(port());
     use_on_every_worker(token);
     ASSERT_EQ(redis.command({"EXISTS", bucket_key(token)}), "1") << dump_redis(redis);
@@ -295,7 +288,7 @@ TEST_F(RedisFaultTest, LimitsLocallyWhileRedisIsKilledAndHandsBackAfterRestart) 
 // timeout (50 ms); then the breaker opens and requests go straight to the local bucket,
 // except one probe per second.
 TEST_F(RedisFaultTest, BreakerSparesRequestsTheTimeoutWhileRedisIsPaused) {
-    start_proxy({{"RATE_LIMIT", "100000"}});
+    start({{"RATE_LIMIT", "100000"}});
     auto token = register_token(port());
     use_on_every_worker(token);
 
@@ -343,7 +336,7 @@ TEST_F(RedisFaultTest, BreakerSparesRequestsTheTimeoutWhileRedisIsPaused) {
 // open the breaker) and then about one request per second (the probe) pay the 50 ms timeout;
 // every other request is decided locally at once.
 TEST_F(RedisFaultTest, OpensTheBreakerAfterThreeFailuresAndProbesOncePerSecond) {
-    start_proxy({{"RATE_LIMIT", "100000"}, {"THREADS", "1"}});
+    start({{"RATE_LIMIT", "100000"}, {"THREADS", "1"}});
     auto token = register_token(port());
     ASSERT_EQ(api(token).status, 200u);
     redis.pause();
@@ -382,7 +375,7 @@ TEST_F(RedisFaultTest, OpensTheBreakerAfterThreeFailuresAndProbesOncePerSecond) 
 // REDIS_TIMEOUT_MS sets the per-command timeout: with 300 ms, the first request against a
 // paused Redis waits about that long (not the default 50 ms), and no longer.
 TEST_F(RedisFaultTest, HonoursRedisTimeoutFromTheEnvironment) {
-    start_proxy({{"RATE_LIMIT", "100000"}, {"REDIS_TIMEOUT_MS", "300"}, {"THREADS", "1"}});
+    start({{"RATE_LIMIT", "100000"}, {"REDIS_TIMEOUT_MS", "300"}, {"THREADS", "1"}});
     auto token = register_token(port());
     ASSERT_EQ(api(token).status, 200u);
     redis.pause();
@@ -397,13 +390,13 @@ TEST_F(RedisFaultTest, HonoursRedisTimeoutFromTheEnvironment) {
 // What the proxy cannot verify without Redis it refuses with 503: a token it never saw (not
 // 401: it may well be valid), and new registrations. A token it has seen keeps working.
 TEST_F(RedisFaultTest, AnswersWhatItCannotVerifyWith503WhileRedisIsDown) {
-    start_proxy({{"RATE_LIMIT", "100"}});
+    start({{"RATE_LIMIT", "100"}});
     auto seen = register_token(port());
     use_on_every_worker(seen);
     // A valid token this proxy never saw: issued by another instance sharing the Redis.
     std::string unseen;
     {
-        proxy_process other{{.target_url = upstream.url("/base"), .redis_url = redis.url()}};
+        proxy_process other{proxy_options_for({.base_path = "/base"})};
         unseen = register_token(other.port());
     }
     auto before = upstream.request_count();
@@ -436,7 +429,7 @@ TEST_F(RedisFaultTest, AnswersWhatItCannotVerifyWith503WhileRedisIsDown) {
 // A token used once, on one connection (so verified by one worker thread), keeps working
 // during the outage on every connection, whichever worker thread serves it.
 TEST_F(RedisFaultTest, KeepsServingATokenSeenOnceWhicheverWorkerServesIt) {
-    start_proxy({{"RATE_LIMIT", "100"}});
+    start({{"RATE_LIMIT", "100"}});
     auto token = register_token(port());
     ASSERT_EQ(api(token).status, 200u);
     redis.kill_hard();
@@ -452,7 +445,7 @@ TEST_F(RedisFaultTest, KeepsServingATokenSeenOnceWhicheverWorkerServesIt) {
 // FALLBACK_INSTANCES=2 (N proxies share one Redis): each proxy's local share during an outage
 // is the policy divided by N, so the fleet together stays near the limit.
 TEST_F(RedisFaultTest, DividesTheLocalShareByFallbackInstancesFromTheEnvironment) {
-    start_proxy({{"RATE_LIMIT", "10"}, {"FALLBACK_INSTANCES", "2"}});
+    start({{"RATE_LIMIT", "10"}, {"FALLBACK_INSTANCES", "2"}});
     auto token = register_token(port());
     use_on_every_worker(token);
     redis.kill_hard();
@@ -465,7 +458,7 @@ TEST_F(RedisFaultTest, DividesTheLocalShareByFallbackInstancesFromTheEnvironment
 }
 
 TEST_F(RedisFaultTest, DividesTheLocalShareByFallbackInstancesFromTheConfigFile) {
-    start_proxy({{"RATE_LIMIT", "10"}}, R"({"rate_limit":{"fallback_instances":2}})");
+    start({{"RATE_LIMIT", "10"}}, R"({"rate_limit":{"fallback_instances":2}})");
     auto token = register_token(port());
     use_on_every_worker(token);
     redis.kill_hard();
@@ -498,19 +491,19 @@ class FailClosedTest : public RedisFaultTest {
 };
 
 TEST_F(FailClosedTest, Answers503WithRetryAfterWhenSetInTheEnvironment) {
-    start_proxy({{"RATE_LIMIT", "100"}, {"FAIL_CLOSED", "true"}});
+    start({{"RATE_LIMIT", "100"}, {"FAIL_CLOSED", "true"}});
     check_fail_closed();
 }
 
 TEST_F(FailClosedTest, Answers503WithRetryAfterWhenSetInTheConfigFile) {
-    start_proxy({{"RATE_LIMIT", "100"}}, R"({"rate_limit":{"fail_closed":true}})");
+    start({{"RATE_LIMIT", "100"}}, R"({"rate_limit":{"fail_closed":true}})");
     check_fail_closed();
 }
 
 // SCRIPT FLUSH (NOSCRIPT on the next EVALSHA) and CLIENT KILL (the proxy's connections cut)
 // over and over: no request fails or waits, and Redis keeps deciding.
 TEST_F(RedisFaultTest, AbsorbsScriptFlushesAndClientKills) {
-    start_proxy({{"RATE_LIMIT", "100000"}});
+    start({{"RATE_LIMIT", "100000"}});
     auto token = register_token(port());
     use_on_every_worker(token);
     for (int i = 0; i < 8; ++i) {
@@ -551,7 +544,7 @@ class RedisFaultUnderLoadTest : public RedisFaultTest {
         std::optional<std::string> config;
         if (fail_closed)
             config = R"({"rate_limit":{"fail_closed":true}})";
-        start_proxy({{"RATE_LIMIT", "1000000"}}, config);
+        start({{"RATE_LIMIT", "1000000"}}, config);
         std::vector<std::string> tokens;
         for (int i = 0; i < 4; ++i) {
             tokens.push_back(register_token(port()));

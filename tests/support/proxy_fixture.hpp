@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "beast_upstream.hpp"
@@ -32,6 +33,13 @@ struct proxy_setup {
 template <class Upstream>
 class proxy_fixture : public ::testing::Test {
   protected:
+    proxy_fixture() = default;
+    // An upstream built from these arguments (httpbin_server's TLS files, say); a derived
+    // fixture that makes them first does so in a base class listed before this one.
+    template <class... Args>
+    explicit proxy_fixture(std::in_place_t, Args&&... upstream_args)
+        : upstream(std::forward<Args>(upstream_args)...) {}
+
     redis_server redis;
     Upstream upstream;
     std::unique_ptr<proxy_process> proxy;  // the last start_proxy()'s
