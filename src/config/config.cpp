@@ -15,6 +15,7 @@
 
 #include "json_reader.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
+#include "ratelimit_proxy/config/rule_overlay.hpp"
 #include "ratelimit_proxy/proxy/cidr.hpp"
 #include "ratelimit_proxy/proxy/http_text.hpp"
 
@@ -453,7 +454,7 @@ void validate(const settings& s) {
                                s.log_level + "\"");
     // Tiers naming missing policies, bad CIDRs and the like: start-up errors, not surprises.
     try {
-        limit::build_rule_set(s, nlohmann::json());
+        build_rule_set(s, nlohmann::json());
     } catch (const config_error& e) {
         const std::string prefix = e.field() + ": ";
         throw config_error(with_variable(e.field()), std::string(e.what()).substr(prefix.size()));

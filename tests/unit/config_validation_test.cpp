@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/config/rule_overlay.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
 
 namespace config = ratelimit_proxy::config;
@@ -456,7 +457,7 @@ TEST(ConfigValidation, LoadAwareNumbersAreChecked) {
 
 TEST(ConfigValidation, ShippedExampleConfigHasFreeAndProTiers) {
     auto s = config::load(std::string(RLP_SOURCE_DIR) + "/config/ratelimit-proxy.json", {});
-    auto rs = ratelimit_proxy::limit::build_rule_set(s, nlohmann::json());
+    auto rs = config::build_rule_set(s, nlohmann::json());
     ASSERT_NE(rs->find_tier("free"), nullptr);
     ASSERT_NE(rs->find_tier("pro"), nullptr);
     for (const char* name : {"burst", "daily_free", "daily_pro", "global", "per_ip"})
