@@ -17,7 +17,8 @@ namespace ratelimit_proxy::config {
 
 namespace {
 
-using namespace detail;
+using detail::json;
+using detail::object_reader;
 
 std::pair<std::string_view, std::string_view> split_path(std::string_view path) {
     const auto dot = path.find('.');

@@ -14,7 +14,11 @@ namespace ratelimit_proxy::config {
 
 namespace {
 
-using namespace detail;
+using detail::bool_into;
+using detail::indexed;
+using detail::json;
+using detail::object_reader;
+using detail::string_into;
 
 template <class T>
 auto find_named(std::vector<T>& v, std::string_view name) {

@@ -24,7 +24,15 @@ namespace ratelimit_proxy::config {
 
 namespace {
 
-using namespace detail;
+using detail::bool_into;
+using detail::finite_number;
+using detail::indexed;
+using detail::json;
+using detail::millis_into;
+using detail::positive_number_into;
+using detail::string_into;
+using detail::string_list_into;
+using detail::unsigned_into;
 using check_fn = decltype(setting::check);
 
 // --- Values read from JSON, by the type of the member they go into.
