@@ -3,6 +3,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/config/settings_table.hpp"
 #include "ratelimit_proxy/server/server.hpp"
 
 namespace {
@@ -30,31 +32,28 @@ Options:
   --help           this text
   --version        the version
 
-Environment:
-  TARGET_API_URL         upstream base URL, http:// or https:// (required)
-  TARGET_API_KEY         key injected into every upstream request (optional)
-  TARGET_API_KEY_HEADER  header carrying the key (default Authorization)
-  TARGET_API_KEY_FORMAT  its value, {key} replaced (default "Bearer {key}")
-  TARGET_CA_FILE         extra CA certificates (PEM) to verify the upstream with
-  RATE_LIMIT             requests per minute per token (default 60), when the config file
-                         has no "policies"
-  BURST                  bucket capacity (default RATE_LIMIT), likewise
-  FALLBACK_INSTANCES     instances sharing the Redis: each holds limit/N while it is away
-  FAIL_CLOSED            true: answer 503 while Redis is away instead of limiting locally
-  REDIS_URL              redis://[:password@]host[:port][/db] (default redis://127.0.0.1:6379)
-  REDIS_TIMEOUT_MS       longest wait for one Redis reply (default 50)
-  STORE                  redis (default) or memory: limits kept in this process only
-  BIND_ADDRESS           host:port to listen on (default 127.0.0.1:3000)
-  THREADS                worker threads (default: number of cores)
-  TRUSTED_PROXIES        CIDRs whose X-Forwarded-For is believed (comma-separated)
-  DEFAULT_TIER           tier of newly registered tokens (default "default")
-  SHADOW_MODE            true: decide and log every limit, enforce none
-  REGISTRATION_MODE      open (default), secret or closed
-  REGISTRATION_SECRET    with mode secret: the X-Registration-Secret clients must send
-  ADMIN_TOKEN            bearer token of the admin API (unset: the admin API is off)
-  ADMIN_BIND_ADDRESS     host:port of the admin API (default 127.0.0.1:3001)
-  LOG_LEVEL              trace, debug, info, warn, error, critical, off (default info)
+)";
 
+// "  NAME   text", the text's further lines indented under its first.
+std::string environment_help() {
+    namespace config = ratelimit_proxy::config;
+    constexpr std::size_t name_width = 21;
+    std::string out = "Environment:\n";
+    for (const auto& row : config::settings_table()) {
+        if (row.variable.empty())
+            continue;
+        std::string name(row.variable);
+        name.resize(std::max(name_width, name.size()), ' ');
+        std::string text(row.help);
+        for (std::size_t at = text.find('\n'); at != std::string::npos;
+             at = text.find('\n', at + 1))
+            text.insert(at + 1, std::string(2 + name_width + 2, ' '));
+        out += "  " + name + "  " + text + "\n";
+    }
+    return out;
+}
+
+constexpr const char* exit_codes = R"(
 Exit codes: 0 clean shutdown, 1 runtime failure (e.g. the port is taken), 2 bad configuration.
 )";
 
@@ -87,7 +86,7 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--help" || arg == "-h") {
-            std::cout << usage;
+            std::cout << usage << environment_help() << exit_codes;
             return 0;
         }
         if (arg == "--version") {

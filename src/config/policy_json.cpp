@@ -13,7 +13,14 @@ namespace ratelimit_proxy::config {
 
 namespace {
 
-using namespace detail;
+using detail::bool_into;
+using detail::finite_number;
+using detail::indexed;
+using detail::json;
+using detail::object_reader;
+using detail::positive_number_into;
+using detail::string_into;
+using detail::string_list_into;
 using limit::algorithm;
 
 constexpr double max_cost = 1e6;

@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -14,6 +13,7 @@
 #include <thread>
 
 #include "ratelimit_proxy/admin/control_plane.hpp"
+#include "ratelimit_proxy/config/host_port.hpp"
 #include "ratelimit_proxy/server/listener.hpp"
 #include "ratelimit_proxy/server/proxy_context.hpp"
 #include "ratelimit_proxy/server/worker.hpp"
@@ -21,22 +21,6 @@
 namespace ratelimit_proxy::server {
 
 namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
-
-namespace {
-tcp::endpoint parse_endpoint(const std::string& address) {
-    const auto colon = address.rfind(':');
-    std::string host = address.substr(0, colon);
-    const auto port = static_cast<unsigned short>(std::stoul(address.substr(colon + 1)));
-    if (host.size() > 2 && host.front() == '[')
-        host = host.substr(1, host.size() - 2);
-    if (host == "localhost")
-        host = "127.0.0.1";
-    if (host == "*")
-        host = "0.0.0.0";
-    return {asio::ip::make_address(host), port};
-}
-}  // namespace
 
 struct server::impl {
     impl(const config::settings& s, unsigned threads, std::function<config::settings()> reload)
@@ -224,9 +208,9 @@ int server::run() {
         // A signal during start-up already began the drain: then there is nothing to open.
         std::lock_guard lock(impl_->accept_mutex);
         if (!impl_->stopping.load()) {
-            impl_->accept =
-                std::make_shared<listener>(raw.front()->io(), parse_endpoint(s.server.bind_address),
-                                           raw, s.server.max_connections);
+            impl_->accept = std::make_shared<listener>(raw.front()->io(),
+                                                       config::listen_endpoint(s.server.listen),
+                                                       raw, s.server.max_connections);
             asio::post(raw.front()->io(), [l = impl_->accept] { l->run(); });
             spdlog::info(
                 "ratelimit-proxy {} listening on {} with {} thread(s); upstream {}://{}{}; "

@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     namespace config = ratelimit_proxy::config;
     const std::string text(reinterpret_cast<const char*>(data), size);
     try {
-        const config::settings s = config::parse_json(text, "fuzz.json");
+        config::settings s = config::parse_json(text, "fuzz.json");
         config::validate(s);
         // Settings that passed validation must make sense.
         if (!(s.rate_limit.requests_per_minute > 0) || !(s.effective_burst() > 0)) {

@@ -8,16 +8,16 @@
 #include <stdexcept>
 #include <thread>
 
+#include "ratelimit_proxy/config/settings_table.hpp"
+
 namespace rlp_test {
 
 namespace http = boost::beast::http;
 
 void clear_proxy_environment() {
-    for (const char* name :
-         {"TARGET_API_URL", "TARGET_API_KEY", "TARGET_API_KEY_HEADER", "TARGET_API_KEY_FORMAT",
-          "TARGET_CA_FILE", "RATE_LIMIT", "BURST", "REDIS_URL", "BIND_ADDRESS", "THREADS",
-          "LOG_LEVEL", "RLP_CONFIG", "REDIS_TIMEOUT_MS", "FALLBACK_INSTANCES", "FAIL_CLOSED"})
-        ::unsetenv(name);
+    for (const auto& row : ratelimit_proxy::config::settings_table())
+        if (!row.variable.empty())
+            ::unsetenv(std::string(row.variable).c_str());
 }
 
 std::string write_temp_file(const std::string& name, const std::string& text) {

@@ -3,8 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <set>
+#include <string_view>
 
 #include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/config/rule_overlay.hpp"
+#include "ratelimit_proxy/config/settings_table.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
 
 namespace config = ratelimit_proxy::config;
@@ -456,7 +460,7 @@ TEST(ConfigValidation, LoadAwareNumbersAreChecked) {
 
 TEST(ConfigValidation, ShippedExampleConfigHasFreeAndProTiers) {
     auto s = config::load(std::string(RLP_SOURCE_DIR) + "/config/ratelimit-proxy.json", {});
-    auto rs = ratelimit_proxy::limit::build_rule_set(s, nlohmann::json());
+    auto rs = config::build_rule_set(s, nlohmann::json());
     ASSERT_NE(rs->find_tier("free"), nullptr);
     ASSERT_NE(rs->find_tier("pro"), nullptr);
     for (const char* name : {"burst", "daily_free", "daily_pro", "global", "per_ip"})
@@ -467,4 +471,51 @@ TEST(ConfigValidation, ShippedExampleConfigHasFreeAndProTiers) {
     for (const auto* p : applied)
         costly = costly || p->cost > 1;
     EXPECT_TRUE(costly);
+}
+
+TEST(ConfigValidation, EveryVariableHasOneRowAndHelpText) {
+    std::set<std::string_view> variables;
+    std::set<std::string_view> paths;
+    for (const auto& row : config::settings_table()) {
+        EXPECT_TRUE(paths.insert(row.path).second) << row.path;
+        if (row.variable.empty()) {
+            EXPECT_FALSE(row.read_variable) << row.path;
+            continue;
+        }
+        EXPECT_TRUE(variables.insert(row.variable).second) << row.variable;
+        EXPECT_TRUE(row.read_variable) << row.variable;
+        EXPECT_FALSE(row.help.empty()) << row.variable;
+    }
+    EXPECT_EQ(variables.size(), 22u);
+}
+
+TEST(ConfigValidation, LabelsComeFromTheTable) {
+    EXPECT_EQ(config::label_of("rate_limit.requests_per_minute"),
+              "RATE_LIMIT (rate_limit.requests_per_minute)");
+    EXPECT_EQ(config::label_of("server.max_header_bytes"), "server.max_header_bytes");
+    EXPECT_EQ(config::label_of("registration.secret"), "REGISTRATION_SECRET (registration.secret)");
+    EXPECT_EQ(config::label_of("policies.daily.limit"), "policies.daily.limit");
+}
+
+TEST(ConfigValidation, ValidatedSettingsCarryTheParsedListenAddresses) {
+    auto env = minimal_env();
+    env["BIND_ADDRESS"] = "[::1]:4000";
+    env["ADMIN_BIND_ADDRESS"] = "*:4001";
+    auto s = config::load(std::nullopt, env);
+    EXPECT_EQ(s.server.listen, (config::host_port{"::1", 4000}));
+    EXPECT_EQ(s.admin.listen, (config::host_port{"*", 4001}));
+    EXPECT_EQ(config::load(std::nullopt, minimal_env()).server.listen,
+              (config::host_port{"127.0.0.1", 3000}));
+}
+
+TEST(ConfigValidation, BadPortsAreConfigErrorsWithTheirText) {
+    auto env = minimal_env();
+    env["BIND_ADDRESS"] = "127.0.0.1:99999999999999999999";
+    EXPECT_EQ(error_of(env),
+              "BIND_ADDRESS (server.bind_address): invalid port in "
+              "\"127.0.0.1:99999999999999999999\"");
+    env = minimal_env();
+    env["ADMIN_BIND_ADDRESS"] = ":3001";
+    EXPECT_EQ(error_of(env),
+              "ADMIN_BIND_ADDRESS (admin.bind_address): expected host:port, got \":3001\"");
 }

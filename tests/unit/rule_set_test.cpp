@@ -5,6 +5,7 @@
 
 #include "ratelimit_proxy/config/config.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
+#include "ratelimit_proxy/config/rule_overlay.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
 
@@ -50,7 +51,7 @@ class RuleSetTest : public ::testing::Test {
     // The field of the config_error build_rule_set throws, or "" if it builds.
     static std::string error_field(const config::settings& s, const std::string& overlay = "{}") {
         try {
-            limit::build_rule_set(s, json::parse(overlay));
+            config::build_rule_set(s, json::parse(overlay));
         } catch (const config::config_error& e) {
             return e.field();
         }
@@ -58,7 +59,7 @@ class RuleSetTest : public ::testing::Test {
     }
     static std::string error_message(const config::settings& s, const std::string& overlay = "{}") {
         try {
-            limit::build_rule_set(s, json::parse(overlay));
+            config::build_rule_set(s, json::parse(overlay));
         } catch (const config::config_error& e) {
             return e.what();
         }
@@ -71,7 +72,7 @@ class RuleSetTest : public ::testing::Test {
 }  // namespace
 
 TEST_F(RuleSetTest, SelectsTheTiersPoliciesThatMatchInTierOrder) {
-    auto rs = limit::build_rule_set(file(), json::object());
+    auto rs = config::build_rule_set(file(), json::object());
     EXPECT_EQ(names(*rs, "pro", "POST", "/api/chat/completions"),
               (strings{"burst", "daily_pro", "chat"}));
     EXPECT_EQ(names(*rs, "pro", "GET", "/api/chat/completions"), (strings{"burst", "daily_pro"}));
@@ -81,13 +82,13 @@ TEST_F(RuleSetTest, SelectsTheTiersPoliciesThatMatchInTierOrder) {
 }
 
 TEST_F(RuleSetTest, UnknownOrEmptyTierUsesTheDefaultTier) {
-    auto rs = limit::build_rule_set(file(), json::object());
+    auto rs = config::build_rule_set(file(), json::object());
     EXPECT_EQ(names(*rs, "enterprise", "GET", "/api/x"), (strings{"burst", "daily_free"}));
     EXPECT_EQ(names(*rs, "", "GET", "/api/x"), (strings{"burst", "daily_free"}));
 }
 
 TEST_F(RuleSetTest, SelectReplacesWhatTheOutputHeld) {
-    auto rs = limit::build_rule_set(file(), json::object());
+    auto rs = config::build_rule_set(file(), json::object());
     std::vector<const limit::policy*> out;
     rs->select("pro", "POST", "/api/chat/completions", out);
     rs->select("free", "GET", "/", out);
@@ -160,7 +161,7 @@ TEST_F(RuleSetTest, WithoutTiersAnImplicitDefaultTierHoldsEveryPolicy) {
     auto s = file();
     s.tiers.clear();
     s.default_tier = "basic";
-    auto rs = limit::build_rule_set(s, json::object());
+    auto rs = config::build_rule_set(s, json::object());
     ASSERT_NE(rs->find_tier("basic"), nullptr);
     EXPECT_EQ(rs->find_tier("basic")->policies.size(), 4u);
     EXPECT_EQ(names(*rs, "anything", "POST", "/api/chat/completions"),
@@ -170,7 +171,7 @@ TEST_F(RuleSetTest, WithoutTiersAnImplicitDefaultTierHoldsEveryPolicy) {
 TEST_F(RuleSetTest, WithoutPoliciesTheDefaultPolicyComesFromRateLimit) {
     auto s =
         config::parse_json(R"({"rate_limit": {"requests_per_minute": 30, "burst": 5}})", "t.json");
-    auto rs = limit::build_rule_set(s, json());
+    auto rs = config::build_rule_set(s, json());
     ASSERT_EQ(rs->policies().size(), 1u);
     const auto& p = rs->policies()[0];
     EXPECT_EQ(p.name, "default");
@@ -183,7 +184,7 @@ TEST_F(RuleSetTest, WithoutPoliciesTheDefaultPolicyComesFromRateLimit) {
 }
 
 TEST_F(RuleSetTest, OverlayAddsReplacesAndDeletesPolicies) {
-    auto rs = limit::build_rule_set(file(), json::parse(R"({
+    auto rs = config::build_rule_set(file(), json::parse(R"({
         "policies": {
           "burst": {"limit": 2, "window": 1},
           "chat": null,
@@ -191,7 +192,7 @@ TEST_F(RuleSetTest, OverlayAddsReplacesAndDeletesPolicies) {
         },
         "tiers": {"pro": {"policies": ["burst", "daily_pro", "per_ip"]}}
     })"),
-                                    7);
+                                     7);
     EXPECT_EQ(rs->version(), 7u);
     EXPECT_EQ(rs->find_policy("chat"), nullptr);
     ASSERT_NE(rs->find_policy("burst"), nullptr);
@@ -213,7 +214,7 @@ TEST_F(RuleSetTest, OverlayDeletingAPolicyATierStillNamesIsRejected) {
 }
 
 TEST_F(RuleSetTest, OverlayAddsAndDeletesTiersAndSetsTheDefault) {
-    auto rs = limit::build_rule_set(file(), json::parse(R"({
+    auto rs = config::build_rule_set(file(), json::parse(R"({
         "tiers": {"enterprise": {"policies": ["burst"]}, "free": null},
         "default_tier": "pro"})"));
     EXPECT_EQ(rs->find_tier("free"), nullptr);
@@ -278,8 +279,8 @@ TEST_F(RuleSetTest, FileValidationCatchesWhatTheStructsAllow) {
 
 TEST_F(RuleSetTest, EveryBuildHasFreshCounters) {
     auto s = file();
-    auto a = limit::build_rule_set(s, json::object());
-    auto b = limit::build_rule_set(s, json::object());
+    auto a = config::build_rule_set(s, json::object());
+    auto b = config::build_rule_set(s, json::object());
     for (const auto& p : a->policies())
         ASSERT_NE(p.counters, nullptr) << p.name;
     a->find_policy("burst")->counters->add(limit::policy_counters::allowed, 0, 3);
@@ -302,7 +303,7 @@ TEST(PolicyCountersTest, SumsWhatEveryWorkerCounted) {
 }
 
 TEST_F(RuleSetTest, BlockBeatsBypassForTokensAndNetworks) {
-    auto rs = limit::build_rule_set(file(), json::parse(R"({
+    auto rs = config::build_rule_set(file(), json::parse(R"({
         "bypass": {"tokens": ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"], "cidrs": ["10.0.0.0/8"]},
         "block": {"tokens": ["bbbbbbbbbbbbbbbb"], "cidrs": ["10.9.0.0/16"]}})"));
     auto outside = make_address("203.0.113.1");
@@ -319,7 +320,7 @@ TEST_F(RuleSetTest, Ipv4MappedClientsHitIpv4Lists) {
     auto s = file();
     s.block.cidrs = {"192.0.2.0/24"};
     s.bypass.cidrs = {"198.51.100.0/24"};
-    auto rs = limit::build_rule_set(s, json::object());
+    auto rs = config::build_rule_set(s, json::object());
     EXPECT_EQ(rs->classify("", make_address("::ffff:192.0.2.10")), limit::access::block);
     EXPECT_TRUE(rs->address_blocked(make_address("::ffff:192.0.2.10")));
     EXPECT_EQ(rs->classify("", make_address("::ffff:198.51.100.1")), limit::access::bypass);
@@ -328,7 +329,7 @@ TEST_F(RuleSetTest, Ipv4MappedClientsHitIpv4Lists) {
 TEST_F(RuleSetTest, OverlayReplacesAccessListsRegistrationShadowAndOverride) {
     auto s = file();
     s.bypass.cidrs = {"10.0.0.0/8"};
-    auto rs = limit::build_rule_set(s, json::parse(R"({
+    auto rs = config::build_rule_set(s, json::parse(R"({
         "bypass": {"tokens": [], "cidrs": []},
         "override": {"factor": 0.5},
         "registration": {"mode": "closed"},
@@ -339,7 +340,7 @@ TEST_F(RuleSetTest, OverlayReplacesAccessListsRegistrationShadowAndOverride) {
     EXPECT_EQ(rs->registration().mode, limit::registration_mode::closed);
     EXPECT_TRUE(rs->shadow_all());
 
-    auto plain = limit::build_rule_set(s, json::object());
+    auto plain = config::build_rule_set(s, json::object());
     EXPECT_FALSE(plain->override_state().active());
     EXPECT_FALSE(plain->shadow_all());
     EXPECT_EQ(plain->classify("", make_address("10.1.1.1")), limit::access::bypass);
@@ -349,6 +350,6 @@ TEST_F(RuleSetTest, FileSecretSurvivesAnOverlayThatOnlyChangesOtherThings) {
     auto s = file();
     s.registration.mode = limit::registration_mode::secret;
     s.registration.secret = "from-env";
-    auto rs = limit::build_rule_set(s, json::parse(R"({"shadow_mode": false})"));
+    auto rs = config::build_rule_set(s, json::parse(R"({"shadow_mode": false})"));
     EXPECT_EQ(rs->registration().secret, "from-env");
 }

@@ -8,12 +8,16 @@
 #include <string>
 #include <vector>
 
+#include "ratelimit_proxy/config/host_port.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
 
 namespace ratelimit_proxy::config {
 
 using std::chrono::milliseconds;
+
+// What each setting is called in the file and the environment, how it is read and checked:
+// settings_table.hpp. The defaults are the members' initializers.
 
 struct upstream_settings {
     std::string url;                               // TARGET_API_URL, http:// or https://
@@ -49,6 +53,7 @@ struct redis_settings {
 
 struct server_settings {
     std::string bind_address = "127.0.0.1:3000";  // BIND_ADDRESS
+    host_port listen;                             // bind_address as validate() parsed it
     unsigned threads = 0;                         // THREADS; 0 means the core count
     milliseconds header_timeout{10000};           // to receive a whole request header
     milliseconds idle_timeout{60000};             // keep-alive wait for the next request
@@ -68,6 +73,7 @@ struct auth_settings {
 
 struct admin_settings {
     std::string bind_address = "127.0.0.1:3001";  // ADMIN_BIND_ADDRESS
+    host_port listen;                             // bind_address as validate() parsed it
     std::string token;  // ADMIN_TOKEN; empty: the admin API is off. At least 16 characters.
 };
 
@@ -123,7 +129,7 @@ class config_error : public std::runtime_error {
 
 using environment = std::map<std::string, std::string>;
 
-// Reads the process environment (only the variables this program knows).
+// Reads the process environment (only the variables of the settings table).
 environment process_environment();
 
 // Builds settings from defaults, then the JSON file (if any), then the environment, and
@@ -131,9 +137,10 @@ environment process_environment();
 settings load(const std::optional<std::string>& file_path, const environment& env);
 settings parse_json(const std::string& json_text, const std::string& origin);
 void apply_environment(settings& s, const environment& env);
-// Also builds the rule set (build_rule_set(s, {})) so that a tier naming a missing policy
-// and the like fail at start-up.
-void validate(const settings& s);
+// Checks every setting, keeping what the checks parse (server.listen, admin.listen). Also
+// builds the rule set (build_rule_set(s, {})) so that a tier naming a missing policy and the
+// like fail at start-up.
+void validate(settings& s);
 
 // The number of worker threads: THREADS, or the core count when it is 0 (at least 1).
 unsigned worker_threads(const settings& s);
@@ -143,3 +150,10 @@ unsigned worker_threads(const settings& s);
 limit::policy default_policy(const settings& s);
 
 }  // namespace ratelimit_proxy::config
+
+// Merge aid: src/admin still calls limit::build_rule_set. Delete these lines once its calls
+// read config::build_rule_set (with rule_overlay.hpp included there).
+#include "ratelimit_proxy/config/rule_overlay.hpp"
+namespace ratelimit_proxy::limit {
+using config::build_rule_set;
+}

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <boost/asio/ip/address.hpp>
-#include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
 #include <map>
@@ -14,10 +13,6 @@
 
 #include "ratelimit_proxy/limit/policy.hpp"
 #include "ratelimit_proxy/proxy/cidr.hpp"
-
-namespace ratelimit_proxy::config {
-struct settings;
-}
 
 namespace ratelimit_proxy::limit {
 
@@ -64,11 +59,28 @@ struct limits_override {
 };
 using token_overrides = std::map<std::string, limits_override, std::less<>>;  // by policy name
 
-// Everything that decides which limits apply, built from the config file plus the admin
-// overlay stored in Redis. Immutable; a change builds a new one and every worker swaps it in.
+// What a rule_set is made of, already checked as a whole: names unique and valid, every tier
+// naming existing policies once, the default tier among the tiers (which are not empty), token
+// ids and CIDRs well-formed, and every policy with its counters. config::build_rule_set
+// (the config file plus the admin overlay) makes them.
+struct rule_definitions {
+    std::vector<policy> policies;
+    std::vector<tier> tiers;
+    std::string default_tier;
+    access_list bypass;
+    access_list block;
+    emergency_override override_state;
+    registration_control registration;
+    bool shadow_all = false;
+    std::uint64_t version = 0;  // of the admin overlay (0: the config file alone)
+};
+
+// Everything that decides which limits apply. Immutable; a change builds a new one and every
+// worker swaps it in.
 class rule_set {
   public:
-    rule_set() = default;
+    // Resolves the tiers' policy names and indexes the lists for lookups per request.
+    explicit rule_set(rule_definitions d);
     // tier_policies_ points into policies_: a copy would point into the original.
     rule_set(const rule_set&) = delete;
     rule_set& operator=(const rule_set&) = delete;
@@ -97,8 +109,6 @@ class rule_set {
     std::uint64_t version() const { return version_; }
 
   private:
-    friend std::shared_ptr<const rule_set> build_rule_set(const config::settings&,
-                                                          const nlohmann::json&, std::uint64_t);
     std::vector<policy> policies_;
     std::vector<tier> tiers_;
     std::vector<std::vector<const policy*>> tier_policies_;  // parallel to tiers_
@@ -115,23 +125,5 @@ class rule_set {
     bool shadow_all_ = false;
     std::uint64_t version_ = 0;
 };
-
-// The config file's rules with the admin overlay applied on top. The file's policies are
-// config::default_policy(file) when it has none; without any tier, one tier named after the
-// default tier holds every policy (and is listed by tiers()). Every policy gets fresh
-// counters. The overlay is a JSON object (or null: none), every member optional:
-//   "policies":     { name: policy object | null (deleted) }  (added, replaced in place,
-//                   or deleted; the object's "name", if given, must be the key)
-//   "tiers":        { name: { "policies": [names] } | null }
-//   "default_tier": name
-//   "bypass", "block": { "tokens": [ids], "cidrs": [cidrs] }   (replace the file's lists)
-//   "override":     { "factor": 0.5, "block_all": false }
-//   "registration": { "mode": "open"|"secret"|"closed", "secret": "...", "per_ip_per_minute": 10 }
-//   "shadow_mode":  bool
-// Throws config::config_error naming the bad field (e.g. "policies.burst.limit", or
-// "tiers.pro.policies" for a tier naming a policy that does not exist).
-std::shared_ptr<const rule_set> build_rule_set(const config::settings& file,
-                                               const nlohmann::json& overlay,
-                                               std::uint64_t version = 0);
 
 }  // namespace ratelimit_proxy::limit
