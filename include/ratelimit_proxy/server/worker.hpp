@@ -15,6 +15,7 @@
 #include "ratelimit_proxy/proxy/upstream_pool.hpp"
 #include "ratelimit_proxy/redis/circuit_breaker.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
+#include "ratelimit_proxy/server/admission.hpp"
 #include "ratelimit_proxy/server/proxy_context.hpp"
 
 namespace ratelimit_proxy::server {
@@ -47,6 +48,8 @@ class worker {
     void set_rules(std::shared_ptr<const limit::rule_set> rules);
     proxy::upstream_pool& pool() { return pool_; }
     unsigned index() const { return index_; }
+    // What every session's admission decides with.
+    const admission_context& admission() const { return admission_; }
 
     // Relay buffers are recycled so a request costs no large allocation.
     std::unique_ptr<char[]> take_buffer();
@@ -89,6 +92,7 @@ class worker {
     std::shared_ptr<const limit::rule_set> rules_;
     limit::policy register_policy_;
     proxy::upstream_pool pool_;
+    admission_context admission_;  // refers to the members above
 };
 
 }  // namespace ratelimit_proxy::server
