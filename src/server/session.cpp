@@ -483,11 +483,12 @@ void session::on_read_response_header(beast::error_code ec) {
     const bool has_length = res.has_content_length();
     // One value of each limit field: the proxy's replaces the upstream's (whose Retry-After
     // stays when the proxy sets none).
+    const auto* limit_headers = admission_.result().limit_headers;
     boost::container::static_vector<std::string_view, std::size(limit::rate_limit_field_names)>
         replaced;
-    if (admission_.result().limit_headers) {
+    if (limit_headers) {
         for (const auto name : limit::rate_limit_field_names) {
-            if (admission_.result().limit_headers->sets(name))
+            if (limit_headers->sets(name))
                 replaced.push_back(name);
         }
     }
@@ -512,8 +513,7 @@ void session::on_read_response_header(beast::error_code ec) {
 
     const bool bodiless = parser_->get().method() == http::verb::head || request_.status < 200 ||
                           request_.status == 204 || request_.status == 304;
-    exchange_->to_client.start(res, bodiless,
-                               limit_lines(admission_.result().limit_headers, limit_lines_));
+    exchange_->to_client.start(res, bodiless, limit_lines(limit_headers, limit_lines_));
     const bool done = exchange_->response_parser->is_done();
     if (!done && upstream_->buffered() > 0) {
         // The first body bytes came with the header: read them (no wait, they are buffered)

@@ -35,14 +35,6 @@ class worker {
     const proxy_context& context() const { return ctx_; }
     boost::asio::io_context& io() { return io_; }
     redis::connection& redis() { return redis_; }
-    redis::circuit_breaker& breaker() { return breaker_; }
-    auth::token_store& tokens() { return tokens_; }
-    limit::limiter& limiter() { return *limiter_; }
-    limit::deny_cache& denials() { return denials_; }
-    // The rules in force on this worker; a session keeps the pointer for one request.
-    const std::shared_ptr<const limit::rule_set>& rules() const { return rules_; }
-    // POST /register's own per-IP limit, derived from the rules.
-    const limit::policy& register_policy() const { return register_policy_; }
     // On this worker's thread: new rules (admin change, SIGHUP). Tokens are looked up again,
     // so tier changes and revocations apply at once.
     void set_rules(std::shared_ptr<const limit::rule_set> rules);
@@ -89,8 +81,8 @@ class worker {
     auth::token_store tokens_;
     std::unique_ptr<limit::limiter> limiter_;
     limit::deny_cache denials_;
-    std::shared_ptr<const limit::rule_set> rules_;
-    limit::policy register_policy_;
+    std::shared_ptr<const limit::rule_set> rules_;  // in force; admission holds them per request
+    limit::policy register_policy_;                 // POST /register's own per-IP limit
     proxy::upstream_pool pool_;
     admission_context admission_;  // refers to the members above
 };
