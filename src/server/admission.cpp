@@ -76,7 +76,8 @@ void admission::decide(const request_facts& request, handler_ptr h) {
     const route* r = find_route(request_.path, prefix);
     if (!r) {
         verdict_.local(http::status::not_found, "not_found",
-                       "no such endpoint; proxied paths start with " + prefix);
+                       "no such endpoint; proxied paths start with ");
+        verdict_.message += prefix;
         return deliver(h);
     }
     if (!r->accepts(request_.method)) {
@@ -162,16 +163,17 @@ void admission::on_register_decision(limit::decision&& d, handler_ptr h) {
         }
         return deliver(h);
     }
-    ctx_.tokens.issue(
-        rules_->default_tier(), [this, h = std::move(h)](std::optional<std::string> token) mutable {
-            if (!token) {
-                verdict_.local(http::status::service_unavailable, "unavailable",
-                               "cannot store the token: Redis is unreachable");
-            } else {
-                verdict_.local_json(http::status::created, "{\"token\":\"" + *token + "\"}");
-            }
-            deliver(h);
-        });
+    ctx_.tokens.issue(rules_->default_tier(),
+                      [this, h = std::move(h)](std::optional<std::string> token) mutable {
+                          if (!token) {
+                              verdict_.local(http::status::service_unavailable, "unavailable",
+                                             "cannot store the token: Redis is unreachable");
+                          } else {
+                              verdict_.local_json(http::status::created, "{\"token\":\"");
+                              verdict_.message.append(*token).append("\"}");
+                          }
+                          deliver(h);
+                      });
 }
 
 void admission::handle_api(handler_ptr h) {
