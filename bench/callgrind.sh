@@ -9,6 +9,7 @@
 # once with WARMUP + REQUESTS requests on one keep-alive connection, once with WARMUP alone.
 # Startup, registration, warm-up and shutdown are the same in both runs, so the difference of
 # their total Ir over REQUESTS is what one request costs. Everything started is stopped on exit.
+# CALLGRIND_KEEP=DIR keeps the callgrind outputs there (for callgrind_annotate).
 set -euo pipefail
 
 BINARY="$(realpath "${1:?usage: bench/callgrind.sh PROXY_BINARY [REQUESTS] [WARMUP]}")"
@@ -111,6 +112,10 @@ run_once() {
     kill -TERM "$pid"
     wait "$pid" || true
     sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$out"
+    if [[ -n "${CALLGRIND_KEEP:-}" ]]; then
+        mkdir -p "$CALLGRIND_KEEP"
+        cp "$out" "$CALLGRIND_KEEP/"
+    fi
 }
 
 printf '%-8s %14s %14s %10s\n' store "Ir($((WARMUP + REQUESTS)))" "Ir($WARMUP)" "Ir/request"

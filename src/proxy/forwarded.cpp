@@ -1,13 +1,10 @@
 #include "ratelimit_proxy/proxy/forwarded.hpp"
 
-#include <boost/beast/core/string.hpp>
-
 #include "ratelimit_proxy/proxy/http_text.hpp"
 
 namespace ratelimit_proxy::proxy {
 
 namespace ip = boost::asio::ip;
-namespace beast = boost::beast;
 
 ip::address resolve_client_address(const ip::address& peer, std::string_view forwarded_for,
                                    const cidr_set& trusted) {
@@ -46,16 +43,6 @@ ip::address resolve_client_address(const ip::address& peer, const http::fields& 
         forwarded_for.append(it->value());
     }
     return resolve_client_address(peer, forwarded_for, trusted);
-}
-
-bool forwarded_fields::take(std::string_view name, std::string_view value) {
-    if (beast::iequals(name, "X-Forwarded-For")) {
-        if (!chain_.empty())
-            chain_ += ", ";
-        chain_ += value;
-        return true;
-    }
-    return beast::iequals(name, "X-Forwarded-Proto");
 }
 
 void forwarded_fields::insert(http::fields& fields, std::string_view client_address) {

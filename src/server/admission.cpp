@@ -69,41 +69,40 @@ void admission::reset() {
 }
 
 void admission::decide(const request_facts& request, handler_ptr h) {
-    reset();
-    request_ = request;
+    request_ = &request;
     rules_ = ctx_.rules;
     const auto& prefix = ctx_.settings.server.api_prefix;
-    const route* r = find_route(request_.path, prefix);
+    const route* r = find_route(request_->path, prefix);
     if (!r) {
         verdict_.local(http::status::not_found, "not_found",
                        "no such endpoint; proxied paths start with ");
         verdict_.message += prefix;
         return deliver(h);
     }
-    if (!r->accepts(request_.method)) {
+    if (!r->accepts(request_->method)) {
         verdict_.local(http::status::method_not_allowed, "method_not_allowed", r->refusal);
         verdict_.allow = r->allow;
         return deliver(h);
     }
     switch (r->to) {
         case endpoint::api:
-            return handle_api(std::move(h));
+            return handle_api(h);
         case endpoint::health:
             verdict_.local_json(http::status::ok, R"({"status":"ok"})");
             return deliver(h);
         case endpoint::ready:
-            return handle_ready(std::move(h));
+            return handle_ready(h);
         case endpoint::register_token:
-            if (rules_->address_blocked(*request_.client)) {
+            if (rules_->address_blocked(*request_->client)) {
                 verdict_.label = "blocked";
                 verdict_.local(http::status::forbidden, "forbidden", "this client is blocked");
                 return deliver(h);
             }
-            return handle_register(std::move(h));
+            return handle_register(h);
     }
 }
 
-void admission::handle_ready(handler_ptr h) {
+void admission::handle_ready(handler_ptr& h) {
     static constexpr std::string_view ping[] = {"PING"};
     ctx_.redis.command(ping, [this, h = std::move(h)](redis::outcome o, redis::reply&& r) mutable {
         if (o == redis::outcome::ok && r.type != redis::reply_type::error) {
@@ -116,7 +115,7 @@ void admission::handle_ready(handler_ptr h) {
     });
 }
 
-void admission::handle_register(handler_ptr h) {
+void admission::handle_register(handler_ptr& h) {
     const auto& reg = rules_->registration();
     if (reg.mode == limit::registration_mode::closed) {
         verdict_.label = "registration-closed";
@@ -125,7 +124,7 @@ void admission::handle_register(handler_ptr h) {
         return deliver(h);
     }
     if (reg.mode == limit::registration_mode::secret) {
-        const auto sent = request_.registration_secret;
+        const std::string_view sent = (*request_->headers)["X-Registration-Secret"];
         // Digests of both, so the comparison takes the same time whatever was sent.
         if (sent.empty() || !auth::digests_equal(auth::sha256(sent), auth::sha256(reg.secret))) {
             verdict_.label = "registration-refused";
@@ -139,17 +138,17 @@ void admission::handle_register(handler_ptr h) {
     const limit::policy* p = &ctx_.register_policy;
     limit::check_subject subject;
     subject.key_prefix = ctx_.settings.redis.key_prefix;
-    subject.client_address = request_.client_text;
-    subject.method = request_.method_text;
-    subject.path = request_.path;
+    subject.client_address = request_->client_text;
+    subject.method = request_->method_text;
+    subject.path = request_->path;
     subject.shadow_all = rules_->shadow_all();
     limit::build_check_items({&p, 1}, subject, items_);
     ctx_.limiter.check(items_, [this, h = std::move(h)](limit::decision&& d) mutable {
-        on_register_decision(std::move(d), std::move(h));
+        on_register_decision(std::move(d), h);
     });
 }
 
-void admission::on_register_decision(limit::decision&& d, handler_ptr h) {
+void admission::on_register_decision(limit::decision&& d, handler_ptr& h) {
     if (h->closed())
         return;
     if (!d.allowed) {
@@ -176,13 +175,13 @@ void admission::on_register_decision(limit::decision&& d, handler_ptr h) {
                       });
 }
 
-void admission::handle_api(handler_ptr h) {
-    if (rules_->address_blocked(*request_.client)) {
+void admission::handle_api(handler_ptr& h) {
+    if (rules_->address_blocked(*request_->client)) {
         verdict_.label = "blocked";
         verdict_.local(http::status::forbidden, "forbidden", "this client is blocked");
         return deliver(h);
     }
-    auto token = auth::bearer_token(request_.authorization);
+    auto token = auth::bearer_token((*request_->headers)[http::field::authorization]);
     if (!token) {
         verdict_.label = "unauthenticated";
         verdict_.local(http::status::unauthorized, "unauthorized",
@@ -191,19 +190,19 @@ void admission::handle_api(handler_ptr h) {
         return deliver(h);
     }
     if (ctx_.tokens.cached(*token, identity_))
-        return check_limit(std::move(h));
+        return check_limit(h);
     ctx_.tokens.lookup(*token, [this, h = std::move(h)](auth::lookup_result result) mutable {
-        on_lookup(result, std::move(h));
+        on_lookup(result, h);
     });
 }
 
-void admission::on_lookup(const auth::lookup_result& result, handler_ptr h) {
+void admission::on_lookup(const auth::lookup_result& result, handler_ptr& h) {
     if (h->closed())
         return;
     switch (result.status) {
         case auth::lookup_status::found:
             identity_ = result.who;
-            return check_limit(std::move(h));
+            return check_limit(h);
         case auth::lookup_status::unknown:
             verdict_.label = "unauthenticated";
             verdict_.local(http::status::unauthorized, "unauthorized", "unknown token");
@@ -216,9 +215,9 @@ void admission::on_lookup(const auth::lookup_result& result, handler_ptr h) {
     }
 }
 
-void admission::check_limit(handler_ptr h) {
+void admission::check_limit(handler_ptr& h) {
     const auto& rules = *rules_;
-    switch (rules.classify(identity_.id, *request_.client)) {
+    switch (rules.classify(identity_.id, *request_->client)) {
         case limit::access::block:
             verdict_.label = "blocked";
             verdict_.local(http::status::forbidden, "forbidden", "this token is blocked");
@@ -237,14 +236,14 @@ void admission::check_limit(handler_ptr h) {
         verdict_.retry_after = "60";
         return deliver(h);
     }
-    rules.select(identity_.tier, request_.method_text, request_.path, selected_);
+    rules.select(identity_.tier, request_->method_text, request_->path, selected_);
     scale_ = emergency.factor * ctx_.load.factor();
     limit::check_subject subject;
     subject.key_prefix = ctx_.settings.redis.key_prefix;
     subject.token_id = identity_.id;
-    subject.client_address = request_.client_text;
-    subject.method = request_.method_text;
-    subject.path = request_.path;
+    subject.client_address = request_->client_text;
+    subject.method = request_->method_text;
+    subject.path = request_->path;
     subject.overrides = identity_.overrides.get();
     subject.scale = scale_;
     subject.shadow_all = rules.shadow_all();
@@ -255,9 +254,9 @@ void admission::check_limit(handler_ptr h) {
     }
     check_started_ = std::chrono::steady_clock::now();
     if (limit::decision known; ctx_.denials.lookup(items_, scale_, check_started_, known))
-        return on_decision(std::move(known), true, std::move(h));
+        return on_decision(std::move(known), true, h);
     ctx_.limiter.check(items_, [this, h = std::move(h)](limit::decision&& d) mutable {
-        on_decision(std::move(d), false, std::move(h));
+        on_decision(std::move(d), false, h);
     });
 }
 
@@ -267,9 +266,9 @@ void admission::count_decision(const limit::decision& d) {
         if (r.shadow && !r.allowed) {
             // Shadow mode: what enforcement would have done, for the operator only.
             spdlog::info("shadow: policy \"{}\" would deny {} {} (token {}, client {})",
-                         r.source->name, request_.method_text, request_.path,
+                         r.source->name, request_->method_text, request_->path,
                          identity_.id.empty() ? "-" : identity_.id.substr(0, 8),
-                         request_.client_text);
+                         request_->client_text);
             if (counters)
                 counters->add(limit::policy_counters::shadow_denied, ctx_.worker_index);
         } else if (counters) {
@@ -291,7 +290,7 @@ void admission::set_limit_headers(const limit::decision& d) {
     }
 }
 
-void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr h) {
+void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr& h) {
     if (h->closed())
         return;
     count_decision(d);

@@ -253,12 +253,11 @@ void session::on_read_header(beast::error_code ec) {
         return send_local(http::status::bad_request, "bad_request",
                           "unsupported Transfer-Encoding: only a single \"chunked\" is accepted");
     }
-    request_facts facts;
+    auto& facts = request_.facts;
     facts.method = req.method();
     facts.method_text = request_.method;
     facts.path = request_.path;
-    facts.authorization = req[http::field::authorization];
-    facts.registration_secret = req["X-Registration-Secret"];
+    facts.headers = &req;
     facts.client = &request_.client;
     facts.client_text = request_.client_text;
     admission_.decide(facts, shared_from_this());

@@ -125,16 +125,20 @@ class AdmissionTest : public ::testing::Test {
                                   std::string_view authorization = {},
                                   std::string_view secret = {}) {
         method_text_ = std::string(http::to_string(method));
-        authorization_ = authorization;
-        server::request_facts f;
+        headers_.clear();
+        if (!authorization.empty())
+            headers_.set(http::field::authorization, authorization);
+        if (!secret.empty())
+            headers_.set("X-Registration-Secret", secret);
+        auto& f = facts_;
         f.method = method;
         f.method_text = method_text_;
         f.path = path;
-        f.authorization = authorization_;
-        f.registration_secret = secret;
+        f.headers = &headers_;
         f.client = &client_;
         f.client_text = client_text_;
         handler_->count = 0;
+        admission_.reset();
         admission_.decide(f, handler_);
         return handler_->last;
     }
@@ -158,7 +162,8 @@ class AdmissionTest : public ::testing::Test {
     boost::asio::ip::address client_ = boost::asio::ip::make_address("203.0.113.5");
     std::string client_text_ = "203.0.113.5";
     std::string method_text_;
-    std::string authorization_;
+    http::fields headers_;
+    server::request_facts facts_;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/fields.hpp>
 
 #include <string>
@@ -37,7 +38,16 @@ class forwarded_fields {
   public:
     // True for a field this replaces (X-Forwarded-For, X-Forwarded-Proto, by name: Beast has
     // no enum value for them): the caller drops it.
-    bool take(std::string_view name, std::string_view value);
+    // Inline: the rewrite asks this of every field.
+    bool take(std::string_view name, std::string_view value) {
+        if (boost::beast::iequals(name, "X-Forwarded-For")) {
+            if (!chain_.empty())
+                chain_ += ", ";
+            chain_ += value;
+            return true;
+        }
+        return boost::beast::iequals(name, "X-Forwarded-Proto");
+    }
     // "X-Forwarded-For: <taken values>, <client_address>" and "X-Forwarded-Proto: http".
     void insert(http::fields& fields, std::string_view client_address);
 

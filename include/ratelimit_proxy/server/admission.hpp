@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/verb.hpp>
 
 #include <chrono>
@@ -43,8 +44,9 @@ struct request_facts {
     boost::beast::http::verb method = boost::beast::http::verb::unknown;
     std::string_view method_text;  // as sent: keys and logs use it
     std::string_view path;         // the target without its query
-    std::string_view authorization;
-    std::string_view registration_secret;  // X-Registration-Secret
+    // Read only where needed (Authorization for /api, X-Registration-Secret for /register):
+    // a field lookup is a walk down a tree.
+    const boost::beast::http::fields* headers = nullptr;
     // The client as resolved through trusted proxies, and as text.
     const boost::asio::ip::address* client = nullptr;
     std::string_view client_text;
@@ -70,10 +72,12 @@ class admission {
   public:
     explicit admission(const admission_context& ctx) : ctx_(ctx) {}
 
-    // The handler is held (and so kept alive) until the verdict is delivered.
+    // After reset(). `request` and the handler are held (the handler kept alive) until the
+    // verdict is delivered.
     void decide(const request_facts& request, std::shared_ptr<verdict_handler> handler);
 
-    // Forget the last request: its verdict, identity and limit headers.
+    // Forget the last request: its verdict, identity and limit headers. Before each
+    // decide(), and for a request that never gets that far (so its access log line shows none).
     void reset();
     // Between requests: let go of the rules, so an idle connection does not keep old ones.
     void release() { rules_.reset(); }
@@ -84,14 +88,15 @@ class admission {
   private:
     using handler_ptr = std::shared_ptr<verdict_handler>;
 
-    void handle_ready(handler_ptr h);
-    void handle_register(handler_ptr h);
-    void on_register_decision(limit::decision&& d, handler_ptr h);
-    void handle_api(handler_ptr h);
-    void on_lookup(const auth::lookup_result& result, handler_ptr h);
-    void check_limit(handler_ptr h);
+    // By reference down the chain; a callback that waits moves the handler into itself.
+    void handle_ready(handler_ptr& h);
+    void handle_register(handler_ptr& h);
+    void on_register_decision(limit::decision&& d, handler_ptr& h);
+    void handle_api(handler_ptr& h);
+    void on_lookup(const auth::lookup_result& result, handler_ptr& h);
+    void check_limit(handler_ptr& h);
     // known_denial: answered by the over-limit cache, not by the store.
-    void on_decision(limit::decision&& d, bool known_denial, handler_ptr h);
+    void on_decision(limit::decision&& d, bool known_denial, handler_ptr& h);
     void count_decision(const limit::decision& d);
     void set_limit_headers(const limit::decision& d);
     void deliver(handler_ptr& h) { h->on_verdict(verdict_); }
@@ -99,7 +104,7 @@ class admission {
     const admission_context& ctx_;
 
     // Per request; reset() clears them, keeping the strings' and vectors' capacity.
-    request_facts request_;
+    const request_facts* request_ = nullptr;
     std::shared_ptr<const limit::rule_set> rules_;  // held while a check refers to its policies
     auth::identity identity_;
     std::vector<const limit::policy*> selected_;

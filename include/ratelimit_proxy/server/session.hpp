@@ -78,6 +78,7 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
         bool upstream_keep_alive = false;  // the upstream's response allows reuse
         std::chrono::steady_clock::time_point upstream_started;
         std::chrono::steady_clock::duration upstream_time{};
+        request_facts facts;  // what admission reads, filled when the header is in
 
         void reset();
     };
