@@ -4,8 +4,12 @@
 
 namespace ratelimit_proxy::limit {
 
-limits effective_limits(const policy& p, const token_overrides* overrides, double scale) {
-    limits numbers = p.numbers;
+namespace {
+
+// Written over the item's numbers in place, so the per-request loop copies nothing twice.
+void apply_limits(limits& numbers, const policy& p, const token_overrides* overrides,
+                  double scale) {
+    numbers = p.numbers;
     if (overrides) {
         if (auto it = overrides->find(p.name); it != overrides->end())
             numbers = it->second.apply(numbers);
@@ -15,6 +19,13 @@ limits effective_limits(const policy& p, const token_overrides* overrides, doubl
         if (numbers.burst > 0)
             numbers.burst = std::max(1.0, numbers.burst * scale);
     }
+}
+
+}  // namespace
+
+limits effective_limits(const policy& p, const token_overrides* overrides, double scale) {
+    limits numbers;
+    apply_limits(numbers, p, overrides, scale);
     return numbers;
 }
 
@@ -27,7 +38,7 @@ void build_check_items(std::span<const policy* const> policies, const check_subj
         item.source = p;
         assign_bucket_key(item.key, s.key_prefix, p->name, p->key, s.token_id, s.client_address,
                           s.method, s.path);
-        item.numbers = effective_limits(*p, s.overrides, s.scale);
+        apply_limits(item.numbers, *p, s.overrides, s.scale);
         item.cost = p->cost;
         item.shadow = p->shadow || s.shadow_all;
     }

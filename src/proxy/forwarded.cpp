@@ -45,12 +45,4 @@ ip::address resolve_client_address(const ip::address& peer, const http::fields& 
     return resolve_client_address(peer, forwarded_for, trusted);
 }
 
-void forwarded_fields::insert(http::fields& fields, std::string_view client_address) {
-    if (!chain_.empty())
-        chain_ += ", ";
-    chain_ += client_address;
-    fields.insert("X-Forwarded-For", chain_);
-    fields.insert("X-Forwarded-Proto", "http");
-}
-
 }  // namespace ratelimit_proxy::proxy

@@ -33,12 +33,12 @@ boost::asio::ip::address resolve_client_address(const boost::asio::ip::address& 
 
 // The X-Forwarded-* fields of a request on its way upstream. The rewrite walks the fields
 // once; each one goes through take(), which keeps the X-Forwarded-For values in order, then
-// insert() writes the chain with the proxy's own hop appended, and X-Forwarded-Proto.
+// insert() writes the chain with the proxy's own hop appended, and X-Forwarded-Proto. Inline:
+// both run on every proxied request, take() once per field.
 class forwarded_fields {
   public:
     // True for a field this replaces (X-Forwarded-For, X-Forwarded-Proto, by name: Beast has
     // no enum value for them): the caller drops it.
-    // Inline: the rewrite asks this of every field.
     bool take(std::string_view name, std::string_view value) {
         if (boost::beast::iequals(name, "X-Forwarded-For")) {
             if (!chain_.empty())
@@ -49,7 +49,13 @@ class forwarded_fields {
         return boost::beast::iequals(name, "X-Forwarded-Proto");
     }
     // "X-Forwarded-For: <taken values>, <client_address>" and "X-Forwarded-Proto: http".
-    void insert(http::fields& fields, std::string_view client_address);
+    void insert(http::fields& fields, std::string_view client_address) {
+        if (!chain_.empty())
+            chain_ += ", ";
+        chain_ += client_address;
+        fields.insert("X-Forwarded-For", chain_);
+        fields.insert("X-Forwarded-Proto", "http");
+    }
 
   private:
     std::string chain_;

@@ -103,7 +103,8 @@ class admission {
 
     const admission_context& ctx_;
 
-    // Per request; reset() clears them, keeping the strings' and vectors' capacity.
+    // Per request: reset() clears the identity, limit headers and verdict; decide()
+    // overwrites the rest. Strings and vectors keep their capacity from one to the next.
     const request_facts* request_ = nullptr;
     std::shared_ptr<const limit::rule_set> rules_;  // held while a check refers to its policies
     auth::identity identity_;
