@@ -4,16 +4,11 @@
 
 #include <stdexcept>
 
-#include "ratelimit_proxy/proxy/http_text.hpp"
-
 namespace ratelimit_proxy::proxy {
-
-namespace {
 
 namespace ip = boost::asio::ip;
 
-// "::ffff:10.1.2.3" is the IPv4 client 10.1.2.3 (a dual-stack listener reports it so).
-ip::address unmap(const ip::address& a) {
+ip::address unmapped(const ip::address& a) {
     if (a.is_v6() && a.to_v6().is_v4_mapped())
         return ip::make_address_v4(ip::v4_mapped, a.to_v6());
     return a;
@@ -26,8 +21,6 @@ std::optional<ip::address> parse_address(std::string_view text) {
         return std::nullopt;
     return a;
 }
-
-}  // namespace
 
 void cidr_set::add(std::string_view text) {
     auto slash = text.find('/');
@@ -53,7 +46,7 @@ void cidr_set::add(std::string_view text) {
     }
     // An IPv4-mapped IPv6 network is kept as the IPv4 network it means.
     if (n.v6 && a.to_v6().is_v4_mapped() && n.prefix >= 96) {
-        a = unmap(a);
+        a = unmapped(a);
         n.v6 = false;
         n.prefix -= 96;
     }
@@ -71,7 +64,7 @@ void cidr_set::add(std::string_view text) {
 }
 
 bool cidr_set::contains(const boost::asio::ip::address& address) const {
-    const ip::address a = unmap(address);
+    const ip::address a = unmapped(address);
     std::array<unsigned char, 16> bytes{};
     if (a.is_v6()) {
         auto b = a.to_v6().to_bytes();
@@ -95,32 +88,6 @@ bool cidr_set::contains(const boost::asio::ip::address& address) const {
         return true;
     }
     return false;
-}
-
-boost::asio::ip::address resolve_client_address(const boost::asio::ip::address& peer,
-                                                std::string_view forwarded_for,
-                                                const cidr_set& trusted) {
-    ip::address client = unmap(peer);
-    // X-Forwarded-For from anyone but a trusted proxy is whatever the client wants it to be.
-    if (trusted.empty() || !trusted.contains(client))
-        return client;
-    // Right to left: each trusted hop vouches for the entry left of it.
-    while (!forwarded_for.empty()) {
-        auto comma = forwarded_for.rfind(',');
-        auto entry = trim_ows(comma == std::string_view::npos ? forwarded_for
-                                                              : forwarded_for.substr(comma + 1));
-        forwarded_for =
-            comma == std::string_view::npos ? std::string_view{} : forwarded_for.substr(0, comma);
-        if (entry.empty())
-            continue;  // "a, , b" or an empty header line: carries nothing
-        auto parsed = parse_address(entry);
-        if (!parsed)
-            return client;  // "unknown", a port, garbage: trust nothing further left
-        client = unmap(*parsed);
-        if (!trusted.contains(client))
-            return client;
-    }
-    return client;
 }
 
 }  // namespace ratelimit_proxy::proxy

@@ -7,6 +7,7 @@
 #include <array>
 #include <string_view>
 
+#include "ratelimit_proxy/proxy/forwarded.hpp"
 #include "ratelimit_proxy/proxy/http_text.hpp"
 
 namespace ratelimit_proxy::proxy {
@@ -87,30 +88,18 @@ void strip_hop_by_hop(http::fields& fields) {
 
 void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
                      std::string_view client_address) {
-    std::string forwarded;
+    forwarded_fields forwarded;
     erase_hop_by_hop_and(fields, [&](const http::fields::value_type& f) {
         if (f.name() == http::field::authorization || f.name() == http::field::host)
             return true;
-        // By name: Beast has no enum value for the X-Forwarded pair (and a key header may be
-        // any name).
+        // By name: a key header may be any name.
         const auto name = f.name_string();
-        if (beast::iequals(name, "X-Forwarded-For")) {
-            if (!forwarded.empty())
-                forwarded += ", ";
-            forwarded += std::string_view(f.value());
-            return true;
-        }
-        return beast::iequals(name, "X-Forwarded-Proto") ||
-               beast::iequals(name, rewrite.key_header);
+        return forwarded.take(name, f.value()) || beast::iequals(name, rewrite.key_header);
     });
     if (!rewrite.key_value.empty())
         fields.insert(rewrite.key_header, rewrite.key_value);
     fields.insert(http::field::host, rewrite.host_header);
-    if (!forwarded.empty())
-        forwarded += ", ";
-    forwarded += client_address;
-    fields.insert("X-Forwarded-For", forwarded);
-    fields.insert("X-Forwarded-Proto", "http");
+    forwarded.insert(fields, client_address);
 }
 
 void rewrite_response(http::fields& fields, std::span<const std::string_view> replaced) {

@@ -10,8 +10,7 @@
 #include <boost/container/static_vector.hpp>
 #include <cstring>
 
-#include "ratelimit_proxy/auth/token.hpp"
-#include "ratelimit_proxy/limit/rule_set.hpp"
+#include "ratelimit_proxy/proxy/forwarded.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
 #include "ratelimit_proxy/proxy/http_text.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
@@ -23,19 +22,6 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-std::string json_error(std::string_view error, std::string_view message) {
-    std::string body;
-    body.reserve(32 + error.size() + message.size());
-    body.append("{\"error\":\"").append(error).append("\",\"message\":\"");
-    for (char c : message) {
-        if (c == '"' || c == '\\')
-            body.push_back('\\');
-        body.push_back(c);
-    }
-    body.append("\"}");
-    return body;
-}
 
 bool is_idempotent(http::verb v) {
     switch (v) {
@@ -52,8 +38,7 @@ bool is_idempotent(http::verb v) {
 
 // The limit headers go into the serialized header as text (see outgoing_message); any of
 // the same names from the upstream are dropped first.
-std::string_view limit_lines(const std::optional<limit::rate_limit_headers>& h,
-                             std::string& lines) {
+std::string_view limit_lines(const limit::rate_limit_headers* h, std::string& lines) {
     lines.clear();
     if (h)
         h->append_lines(lines);
@@ -74,7 +59,8 @@ bool acceptable_framing(const http::request_header<>& req) {
 
 }  // namespace
 
-session::session(socket_type&& socket, worker& owner) : owner_(owner), stream_(std::move(socket)) {
+session::session(socket_type&& socket, worker& owner)
+    : owner_(owner), stream_(std::move(socket)), admission_(owner.admission()) {
     beast::error_code ec;
     auto peer = stream_.socket().remote_endpoint(ec);
     if (!ec)
@@ -139,7 +125,7 @@ void session::do_read_header() {
     parser_.reset();
     owner_.return_exchange(std::move(exchange_));
     owner_.return_header_buffer(std::move(buffer_));
-    rules_.reset();
+    admission_.release();
     // Two deadlines: an idle keep-alive connection may wait idle_timeout for its next request,
     // but once the first byte is in the whole header must follow within header_timeout, so a
     // client trickling a header (slowloris) cannot hold the connection for long.
@@ -211,17 +197,21 @@ void session::parse_header() {
                             });
 }
 
+void session::request_state::reset() {
+    keep_alive = false;
+    version = 11;
+    expect_continue = false;
+    has_body = false;
+    body_started = false;
+    status = 0;
+    retried = false;
+    upstream_time = {};
+}
+
 void session::on_read_header(beast::error_code ec) {
     idle_ = false;
-    status_ = 0;
-    decision_label_ = "-";
-    // Cleared, not replaced: the strings keep their capacity for the next request's identity.
-    identity_.id.clear();
-    identity_.tier.clear();
-    identity_.overrides.reset();
-    limit_headers_.reset();
-    retried_ = false;
-    upstream_time_ = {};
+    request_.reset();
+    admission_.reset();
     if (ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
         ec == asio::error::connection_reset || ec == asio::error::eof) {
         return close();
@@ -233,9 +223,8 @@ void session::on_read_header(beast::error_code ec) {
         return close();
     }
     if (ec) {
-        client_keep_alive_ = false;
-        method_ = "-";
-        path_ = "-";
+        request_.method = "-";
+        request_.path = "-";
         if (ec == http::error::header_limit)
             return send_local(http::status::request_header_fields_too_large, "header_too_large",
                               "request header exceeds the configured maximum");
@@ -246,283 +235,40 @@ void session::on_read_header(beast::error_code ec) {
     }
 
     auto& req = parser_->get();
-    method_ = std::string(req.method_string());
+    request_.method.assign(req.method_string());
     const std::string_view target = req.target();
-    path_ = std::string(target.substr(0, target.find('?')));
-    client_keep_alive_ = req.keep_alive();
-    client_version_ = req.version();
-    request_has_body_ = !parser_->is_done();
-    request_body_started_ = false;
-    rules_ = owner_.rules();
-    if (owner_.context().trusted_proxies.empty()) {
-        resolved_address_ = peer_address_;
-        resolved_client_ = client_address_;
+    request_.path.assign(target.substr(0, target.find('?')));
+    request_.keep_alive = req.keep_alive();
+    request_.version = req.version();
+    request_.has_body = !parser_->is_done();
+    const auto& trusted = owner_.context().trusted_proxies;
+    request_.client = proxy::resolve_client_address(peer_address_, req, trusted);
+    if (trusted.empty()) {
+        request_.client_text = client_address_;
     } else {
-        std::string forwarded_for;
-        auto [first, last] = req.equal_range("X-Forwarded-For");
-        for (auto it = first; it != last; ++it) {
-            if (!forwarded_for.empty())
-                forwarded_for.push_back(',');
-            forwarded_for.append(it->value());
-        }
-        resolved_address_ = proxy::resolve_client_address(peer_address_, forwarded_for,
-                                                          owner_.context().trusted_proxies);
-        resolved_client_ = resolved_address_.to_string();
+        request_.client_text = request_.client.to_string();
     }
     if (!acceptable_framing(req)) {
-        client_keep_alive_ = false;
+        request_.keep_alive = false;
         return send_local(http::status::bad_request, "bad_request",
                           "unsupported Transfer-Encoding: only a single \"chunked\" is accepted");
     }
-    route();
+    auto& facts = request_.facts;
+    facts.method = req.method();
+    facts.method_text = request_.method;
+    facts.path = request_.path;
+    facts.headers = &req;
+    facts.client = &request_.client;
+    facts.client_text = request_.client_text;
+    admission_.decide(facts, shared_from_this());
 }
 
-void session::route() {
-    auto& req = parser_->get();
-    const auto& prefix = owner_.context().settings.server.api_prefix;
-    std::string_view path = path_;
-    if (path.substr(0, prefix.size()) == prefix &&
-        (path.size() == prefix.size() || path[prefix.size()] == '/'))
-        return handle_api();
-    if (path == "/health") {
-        if (req.method() != http::verb::get && req.method() != http::verb::head)
-            return send_local(http::status::method_not_allowed, "method_not_allowed",
-                              "use GET /health");
-        return send_json(http::status::ok, R"({"status":"ok"})");
-    }
-    if (path == "/ready") {
-        if (req.method() != http::verb::get && req.method() != http::verb::head)
-            return send_local(http::status::method_not_allowed, "method_not_allowed",
-                              "use GET /ready");
-        return handle_ready();
-    }
-    if (path == "/register") {
-        if (req.method() != http::verb::post)
-            return send_local(http::status::method_not_allowed, "method_not_allowed",
-                              "use POST /register");
-        if (rules_->address_blocked(resolved_address_)) {
-            decision_label_ = "blocked";
-            return send_local(http::status::forbidden, "forbidden", "this client is blocked");
-        }
-        return handle_register();
-    }
-    send_local(http::status::not_found, "not_found",
-               "no such endpoint; proxied paths start with " + prefix);
-}
-
-void session::handle_ready() {
-    static constexpr std::string_view ping[] = {"PING"};
-    owner_.redis().command(ping, [self = shared_from_this()](redis::outcome o, redis::reply&& r) {
-        if (o == redis::outcome::ok && r.type != redis::reply_type::error)
-            return self->send_json(http::status::ok, R"({"status":"ready"})");
-        self->send_json(http::status::service_unavailable,
-                        R"({"status":"unavailable","redis":"unreachable"})");
-    });
-}
-
-void session::handle_register() {
-    const auto& reg = rules_->registration();
-    if (reg.mode == limit::registration_mode::closed) {
-        decision_label_ = "registration-closed";
-        return send_local(http::status::forbidden, "registration_closed",
-                          "registration is closed; ask the operator for a token");
-    }
-    if (reg.mode == limit::registration_mode::secret) {
-        const auto sent = parser_->get()["X-Registration-Secret"];
-        // Digests of both, so the comparison takes the same time whatever was sent.
-        if (sent.empty() ||
-            !auth::digests_equal(auth::sha256(std::string_view(sent.data(), sent.size())),
-                                 auth::sha256(reg.secret))) {
-            decision_label_ = "registration-refused";
-            return send_local(http::status::forbidden, "registration_refused",
-                              "registration needs the registration secret in "
-                              "X-Registration-Secret");
-        }
-    }
-    // Registration is limited per client address, like any other policy.
-    items_used_ = 0;
-    add_check_item(owner_.register_policy(), 1.0);
-    items_.resize(items_used_);
-    owner_.limiter().check(items_, [self = shared_from_this()](limit::decision&& d) {
-        self->on_register_decision(std::move(d));
-    });
-}
-
-void session::on_register_decision(limit::decision&& d) {
+void session::on_verdict(const verdict& v) {
     if (closed_)
         return;
-    if (!d.allowed) {
-        decision_label_ = "denied";
-        limit_headers_ = limit::make_headers(d);
-        if (d.store_unavailable)
-            return send_local(http::status::service_unavailable, "unavailable",
-                              "cannot store the token: Redis is unreachable");
-        return send_local(http::status::too_many_requests, "rate_limited",
-                          "too many registrations from this address; retry after " +
-                              limit_headers_->retry_after + " seconds");
-    }
-    limit_headers_.reset();
-    owner_.tokens().issue(
-        rules_->default_tier(), [self = shared_from_this()](std::optional<std::string> token) {
-            if (!token)
-                return self->send_local(http::status::service_unavailable, "unavailable",
-                                        "cannot store the token: Redis is unreachable");
-            self->send_json(http::status::created, "{\"token\":\"" + *token + "\"}");
-        });
-}
-
-void session::handle_api() {
-    auto& req = parser_->get();
-    // TRACE would echo the injected upstream key back; CONNECT is no request for an API.
-    if (req.method() == http::verb::trace || req.method() == http::verb::connect)
-        return send_local(http::status::method_not_allowed, "method_not_allowed",
-                          "TRACE and CONNECT are not relayed");
-    if (rules_->address_blocked(resolved_address_)) {
-        decision_label_ = "blocked";
-        return send_local(http::status::forbidden, "forbidden", "this client is blocked");
-    }
-    auto token = auth::bearer_token(req[http::field::authorization]);
-    if (!token) {
-        decision_label_ = "unauthenticated";
-        return send_local(http::status::unauthorized, "unauthorized",
-                          "missing bearer token: send Authorization: Bearer <token> from POST "
-                          "/register");
-    }
-    if (owner_.tokens().cached(*token, identity_))
-        return check_limit();
-    owner_.tokens().lookup(*token, [self = shared_from_this()](auth::lookup_result result) {
-        self->on_lookup(result);
-    });
-}
-
-void session::on_lookup(const auth::lookup_result& result) {
-    if (closed_)
-        return;
-    switch (result.status) {
-        case auth::lookup_status::found:
-            identity_ = result.who;
-            return check_limit();
-        case auth::lookup_status::unknown:
-            decision_label_ = "unauthenticated";
-            return send_local(http::status::unauthorized, "unauthorized", "unknown token");
-        case auth::lookup_status::unavailable:
-            decision_label_ = "unavailable";
-            return send_local(http::status::service_unavailable, "unavailable",
-                              "cannot verify the token: Redis is unreachable");
-    }
-}
-
-void session::check_limit() {
-    const auto& rules = *rules_;
-    switch (rules.classify(identity_.id, resolved_address_)) {
-        case limit::access::block:
-            decision_label_ = "blocked";
-            return send_local(http::status::forbidden, "forbidden", "this token is blocked");
-        case limit::access::bypass:
-            decision_label_ = "bypass";
-            return forward();
-        case limit::access::normal:
-            break;
-    }
-    const auto& emergency = rules.override_state();
-    if (emergency.block_all) {
-        decision_label_ = "emergency-block";
-        retry_after_ = "60";
-        return send_local(http::status::service_unavailable, "emergency_block",
-                          "the operator has paused all traffic; retry later");
-    }
-    selected_.clear();
-    rules.select(identity_.tier, method_, path_, selected_);
-    items_used_ = 0;
-    scale_ = emergency.factor * owner_.context().load->factor();
-    for (const auto* p : selected_)
-        add_check_item(*p, scale_);
-    items_.resize(items_used_);
-    if (items_.empty()) {
-        decision_label_ = "unlimited";
+    if (v.what == verdict::kind::forward)
         return forward();
-    }
-    check_started_ = std::chrono::steady_clock::now();
-    if (limit::decision known; owner_.denials().lookup(items_, scale_, check_started_, known)) {
-        return on_decision(std::move(known), true);
-    }
-    owner_.limiter().check(items_, [self = shared_from_this()](limit::decision&& d) {
-        self->on_decision(std::move(d));
-    });
-}
-
-void session::add_check_item(const limit::policy& p, double scale) {
-    // Items are kept across requests and overwritten, so their keys' buffers are reused.
-    auto& item = items_used_ < items_.size() ? items_[items_used_] : items_.emplace_back();
-    ++items_used_;
-    item.source = &p;
-    limit::assign_bucket_key(item.key, owner_.context().settings.redis.key_prefix, p.name, p.key,
-                             identity_.id, resolved_client_, method_, path_);
-    item.numbers = p.numbers;
-    if (identity_.overrides) {
-        if (auto it = identity_.overrides->find(p.name); it != identity_.overrides->end())
-            item.numbers = it->second.apply(item.numbers);
-    }
-    if (scale < 1) {
-        // Tighter, never looser: at least one request per window stays possible.
-        item.numbers.limit = std::max(1.0, item.numbers.limit * scale);
-        if (item.numbers.burst > 0)
-            item.numbers.burst = std::max(1.0, item.numbers.burst * scale);
-    }
-    item.cost = p.cost;
-    item.shadow = p.shadow || rules_->shadow_all();
-}
-
-void session::count_decision(const limit::decision& d) {
-    for (const auto& r : d.results) {
-        auto* counters = r.source->counters.get();
-        if (r.shadow && !r.allowed) {
-            // Shadow mode: what enforcement would have done, for the operator only.
-            spdlog::info("shadow: policy \"{}\" would deny {} {} (token {}, client {})",
-                         r.source->name, method_, path_,
-                         identity_.id.empty() ? "-" : identity_.id.substr(0, 8), resolved_client_);
-            if (counters)
-                counters->add(limit::policy_counters::shadow_denied, owner_.index());
-        } else if (counters) {
-            counters->add(
-                r.allowed ? limit::policy_counters::allowed : limit::policy_counters::denied,
-                owner_.index());
-        }
-    }
-}
-
-void session::on_decision(limit::decision&& d, bool known_denial) {
-    if (closed_)
-        return;
-    count_decision(d);
-    if (d.store_unavailable) {
-        decision_label_ = "unavailable";
-        limit_headers_.reset();
-        retry_after_ = "1";
-        return send_local(http::status::service_unavailable, "unavailable",
-                          "the rate limit cannot be checked now (Redis is unreachable) and this "
-                          "limit fails closed; retry shortly");
-    }
-    auto headers = limit::make_headers(d);
-    if (headers.empty()) {
-        limit_headers_.reset();
-    } else {
-        limit_headers_ = std::move(headers);
-    }
-    if (!d.allowed) {
-        if (known_denial) {
-            decision_label_ = "denied-cached";
-        } else {
-            // Measured from when the check was sent, so it never outlasts the store's answer.
-            owner_.denials().remember(items_, d, scale_, check_started_);
-            decision_label_ = d.decided_locally ? "denied-local" : "denied";
-        }
-        return send_local(
-            http::status::too_many_requests, "rate_limited",
-            "rate limit exceeded; retry after " + limit_headers_->retry_after + " seconds");
-    }
-    decision_label_ = d.decided_locally ? "allowed-local" : "allowed";
-    forward();
+    write_local(v);
 }
 
 void session::forward() {
@@ -535,7 +281,7 @@ void session::forward() {
         return send_local(http::status::bad_request, "bad_request",
                           "request target must be a plain path without . or .. segments");
     req.target(upstream_target);
-    expect_continue_ = beast::iequals(req[http::field::expect], "100-continue");
+    request_.expect_continue = beast::iequals(req[http::field::expect], "100-continue");
     req.erase(http::field::expect);
     const bool chunked = req.chunked();
     proxy::rewrite_request(req, owner_.context().rewrite, client_address_);
@@ -548,7 +294,7 @@ void session::forward() {
 // ---- the upstream exchange -----------------------------------------------------------------
 
 void session::start_upstream(bool fresh_connection) {
-    upstream_started_ = std::chrono::steady_clock::now();
+    request_.upstream_started = std::chrono::steady_clock::now();
     auto handler = [self = shared_from_this()](
                        beast::error_code ec, std::unique_ptr<proxy::upstream_connection> conn,
                        bool reused) { self->on_upstream(ec, std::move(conn), reused); };
@@ -557,7 +303,7 @@ void session::start_upstream(bool fresh_connection) {
     } else {
         // A stale pooled connection fails before any response byte; retry_on_fresh_connection
         // then retries exactly these requests, so they skip the pool's liveness probe.
-        const bool retryable = is_idempotent(parser_->get().method()) && !request_has_body_;
+        const bool retryable = is_idempotent(parser_->get().method()) && !request_.has_body;
         owner_.pool().acquire(std::move(handler), !retryable);
     }
 }
@@ -572,16 +318,16 @@ void session::on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_
     if (ec)
         return upstream_failed(ec, "connect");
     upstream_ = std::move(conn);
-    upstream_reused_ = reused;
+    request_.upstream_reused = reused;
     if (!exchange_)
         exchange_ = owner_.take_exchange();
-    request_sent_ = false;
-    upstream_keep_alive_ = false;
+    request_.sent = false;
+    request_.upstream_keep_alive = false;
     if (!body_buffer_)
         body_buffer_ = owner_.take_buffer();
     exchange_->to_upstream.start(parser_->get());
     upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
-    upstream_->write(exchange_->to_upstream.prepare(nullptr, 0, !request_has_body_),
+    upstream_->write(exchange_->to_upstream.prepare(nullptr, 0, !request_.has_body),
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                          self->on_write_request_header(ec);
                      });
@@ -590,13 +336,13 @@ void session::on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_
 bool session::retry_on_fresh_connection(beast::error_code ec) {
     // A pooled connection the upstream already closed fails before any response byte. Only
     // then, only once, and only when nothing of the body was consumed, is a retry safe.
-    if (!upstream_reused_ || retried_ || request_body_started_ ||
+    if (!request_.upstream_reused || request_.retried || request_.body_started ||
         !is_idempotent(parser_->get().method()))
         return false;
     if (ec != asio::error::eof && ec != http::error::end_of_stream &&
         ec != asio::error::connection_reset && ec != asio::error::broken_pipe)
         return false;
-    retried_ = true;
+    request_.retried = true;
     upstream_->close();
     upstream_.reset();
     exchange_->response_parser.reset();
@@ -612,12 +358,12 @@ void session::on_write_request_header(beast::error_code ec) {
             return;
         return upstream_failed(ec, "write request header");
     }
-    if (!request_has_body_) {
-        request_sent_ = true;
+    if (!request_.has_body) {
+        request_.sent = true;
         return do_read_response_header();
     }
-    if (expect_continue_ && client_version_ >= 11) {
-        expect_continue_ = false;
+    if (request_.expect_continue && request_.version >= 11) {
+        request_.expect_continue = false;
         auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
         stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
         http::async_write(stream_, *cont,
@@ -638,7 +384,7 @@ void session::on_write_continue(beast::error_code ec) {
 }
 
 void session::do_read_request_body() {
-    request_body_started_ = true;
+    request_.body_started = true;
     auto& body = parser_->get().body();
     body.data = body_buffer_.get();
     body.size = worker::body_buffer_size;
@@ -657,7 +403,7 @@ void session::on_read_request_body(beast::error_code ec) {
         if (ec == http::error::body_limit) {
             upstream_->close();
             upstream_.reset();
-            client_keep_alive_ = false;
+            request_.keep_alive = false;
             return send_local(http::status::payload_too_large, "payload_too_large",
                               "request body exceeds the configured maximum");
         }
@@ -666,7 +412,7 @@ void session::on_read_request_body(beast::error_code ec) {
             // A framing error (bad chunk) is the client's fault: tell it, then close.
             upstream_->close();
             upstream_.reset();
-            client_keep_alive_ = false;
+            request_.keep_alive = false;
             return send_local(http::status::bad_request, "bad_request", "malformed request body");
         }
         return close();
@@ -696,7 +442,7 @@ void session::on_write_request_body(beast::error_code ec) {
     if (ec)
         return upstream_failed(ec, "write request body");
     if (exchange_->to_upstream.last_sent()) {
-        request_sent_ = true;
+        request_.sent = true;
         return do_read_response_header();
     }
     do_read_request_body();
@@ -729,26 +475,27 @@ void session::on_read_response_header(beast::error_code ec) {
     if (res.result_int() >= 100 && res.result_int() < 200 &&
         res.result() != http::status::switching_protocols)
         return do_read_response_header();
-    upstream_time_ = std::chrono::steady_clock::now() - upstream_started_;
+    request_.upstream_time = std::chrono::steady_clock::now() - request_.upstream_started;
 
-    upstream_keep_alive_ = res.keep_alive();
+    request_.upstream_keep_alive = res.keep_alive();
     const bool upstream_chunked = res.chunked();
     const bool has_length = res.has_content_length();
     // One value of each limit field: the proxy's replaces the upstream's (whose Retry-After
     // stays when the proxy sets none).
+    const auto* limit_headers = admission_.result().limit_headers;
     boost::container::static_vector<std::string_view, std::size(limit::rate_limit_field_names)>
         replaced;
-    if (limit_headers_) {
+    if (limit_headers) {
         for (const auto name : limit::rate_limit_field_names) {
-            if (limit_headers_->sets(name))
+            if (limit_headers->sets(name))
                 replaced.push_back(name);
         }
     }
     proxy::rewrite_response(res, replaced);
     owner_.context().load->record(
         owner_.index(), res.result_int() >= 500,
-        std::chrono::duration_cast<std::chrono::microseconds>(upstream_time_));
-    const unsigned version = client_version_;
+        std::chrono::duration_cast<std::chrono::microseconds>(request_.upstream_time));
+    const unsigned version = request_.version;
     res.version(version);
     const bool body_expected = !exchange_->response_parser->is_done() || has_length;
     if (has_length) {
@@ -757,15 +504,15 @@ void session::on_read_response_header(beast::error_code ec) {
         if (version >= 11) {
             res.chunked(true);
         } else {
-            client_keep_alive_ = false;  // HTTP/1.0: the body ends when the connection does
+            request_.keep_alive = false;  // HTTP/1.0: the body ends when the connection does
         }
     }
-    res.keep_alive(client_keep_alive_ && !draining_);
-    status_ = res.result_int();
+    res.keep_alive(request_.keep_alive && !draining_);
+    request_.status = res.result_int();
 
-    const bool bodiless = parser_->get().method() == http::verb::head || status_ < 200 ||
-                          status_ == 204 || status_ == 304;
-    exchange_->to_client.start(res, bodiless, limit_lines(limit_headers_, limit_lines_));
+    const bool bodiless = parser_->get().method() == http::verb::head || request_.status < 200 ||
+                          request_.status == 204 || request_.status == 304;
+    exchange_->to_client.start(res, bodiless, limit_lines(limit_headers, limit_lines_));
     const bool done = exchange_->response_parser->is_done();
     if (!done && upstream_->buffered() > 0) {
         // The first body bytes came with the header: read them (no wait, they are buffered)
@@ -796,7 +543,7 @@ void session::on_read_response_body(beast::error_code ec) {
         // so the client sees a truncated body rather than waiting forever.
         fail(ec, "read response body");
         spdlog::warn("upstream response body ended early: {}", ec.message());
-        log_access(status_);
+        log_access(request_.status);
         if (!exchange_->to_client.header_sent()) {
             // The header was held back for the first body bytes: send it as it would have
             // been, then end the response short.
@@ -826,7 +573,7 @@ void session::do_write_response(const void* data, std::size_t size, bool last) {
 void session::on_write_response(beast::error_code ec) {
     if (ec) {
         fail(ec, "write response");
-        log_access(status_);
+        log_access(request_.status);
         return close();
     }
     if (exchange_->to_client.last_sent())
@@ -835,11 +582,11 @@ void session::on_write_response(beast::error_code ec) {
 }
 
 void session::finish_exchange() {
-    log_access(status_);
+    log_access(request_.status);
     // The response to the client carries the client's keep-alive now; the upstream's own was
     // kept aside when its header arrived.
     const bool upstream_reusable =
-        upstream_keep_alive_ && exchange_->response_parser->is_done() && request_sent_;
+        request_.upstream_keep_alive && exchange_->response_parser->is_done() && request_.sent;
     exchange_->response_parser.reset();
     if (upstream_reusable) {
         owner_.pool().release(std::move(upstream_));
@@ -847,7 +594,7 @@ void session::finish_exchange() {
         upstream_->close();
         upstream_.reset();
     }
-    next_request_or_close(client_keep_alive_ && !draining_);
+    next_request_or_close(request_.keep_alive && !draining_);
 }
 
 void session::upstream_failed(beast::error_code ec, const char* what) {
@@ -855,9 +602,10 @@ void session::upstream_failed(beast::error_code ec, const char* what) {
         return;
     const bool timed_out = ec == beast::error::timeout;
     spdlog::warn("upstream {} failed: {}", what, ec.message());
-    owner_.context().load->record(owner_.index(), true,
-                                  std::chrono::duration_cast<std::chrono::microseconds>(
-                                      std::chrono::steady_clock::now() - upstream_started_));
+    owner_.context().load->record(
+        owner_.index(), true,
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                              request_.upstream_started));
     if (upstream_) {
         upstream_->close();
         upstream_.reset();
@@ -865,7 +613,7 @@ void session::upstream_failed(beast::error_code ec, const char* what) {
     owner_.return_exchange(std::move(exchange_));
     // The rest of the client's body is unread: this connection cannot carry another request.
     if (!parser_->is_done())
-        client_keep_alive_ = false;
+        request_.keep_alive = false;
     if (timed_out)
         return send_local(http::status::gateway_timeout, "gateway_timeout",
                           "the upstream did not answer in time");
@@ -875,45 +623,27 @@ void session::upstream_failed(beast::error_code ec, const char* what) {
 // ---- local replies -------------------------------------------------------------------------
 
 void session::send_local(http::status status, std::string_view error, std::string_view message) {
-    send_json(status, json_error(error, message));
+    own_reply_.local(status, error, message);
+    own_reply_.limit_headers = admission_.result().limit_headers;
+    write_local(own_reply_);
 }
 
-void session::send_json(http::status status, std::string body) {
+void session::write_local(const verdict& v) {
     if (closed_)
         return;
-    const unsigned version = parser_ && parser_->is_header_done() ? client_version_ : 11;
+    const bool header_read = parser_ && parser_->is_header_done();
+    const unsigned version = header_read ? request_.version : 11;
     // A request whose body was never read leaves unknown bytes on the wire: close after.
-    const bool body_unread = parser_ && parser_->is_header_done() && !parser_->is_done();
-    const bool keep_alive = client_keep_alive_ && !body_unread && !draining_;
-    local_response_ = {};
-    local_response_.result(status);
-    local_response_.version(version);
-    local_response_.set(http::field::server, "ratelimit-proxy");
-    local_response_.set(http::field::content_type, "application/json");
-    local_response_.set(http::field::cache_control, "no-store");
-    if (status == http::status::unauthorized)
-        local_response_.set(http::field::www_authenticate, "Bearer");
-    if (status == http::status::method_not_allowed)
-        local_response_.set(http::field::allow,
-                            path_ == "/register" ? "POST"
-                            : path_.rfind(owner_.context().settings.server.api_prefix, 0) == 0
-                                ? "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-                                : "GET, HEAD");
-    if (!retry_after_.empty()) {
-        local_response_.set(http::field::retry_after, retry_after_);
-        retry_after_.clear();
-    }
-    local_response_.body() = std::move(body);
-    local_response_.keep_alive(keep_alive);
-    local_response_.prepare_payload();
+    const bool body_unread = header_read && !parser_->is_done();
+    build_local_reply(v, version, request_.keep_alive && !body_unread && !draining_,
+                      local_response_);
     // To HEAD: Content-Length stays (it describes the GET answer), the body is not sent.
-    const bool head =
-        parser_ && parser_->is_header_done() && parser_->get().method() == http::verb::head;
+    const bool head = header_read && parser_->get().method() == http::verb::head;
     if (!exchange_)
         exchange_ = owner_.take_exchange();
-    exchange_->to_client.start(local_response_, head, limit_lines(limit_headers_, limit_lines_));
-    status_ = static_cast<unsigned>(status);
-    log_access(status_);
+    exchange_->to_client.start(local_response_, head, limit_lines(v.limit_headers, limit_lines_));
+    request_.status = static_cast<unsigned>(v.status);
+    log_access(request_.status);
     stream_.expires_after(owner_.context().settings.server.idle_timeout);
     const auto& text = local_response_.body();
     asio::async_write(stream_, exchange_->to_client.prepare(text.data(), text.size(), true),
@@ -977,7 +707,7 @@ void session::on_watch_client(beast::error_code ec, std::size_t n) {
     if (ec) {
         spdlog::debug("downstream {}: client went away while waiting: {}", client_address_,
                       ec.message());
-        if (status_ == 0)
+        if (request_.status == 0)
             log_access(499);  // nginx's "client closed request"
         return close();
     }
@@ -1026,10 +756,11 @@ void session::linger() {
 
 void session::log_access(unsigned status) {
     const auto upstream_ms =
-        std::chrono::duration_cast<std::chrono::microseconds>(upstream_time_).count() / 1000.0;
-    spdlog::info("{} {} {} {} decision={} upstream_ms={:.1f} token={}", client_address_, method_,
-                 path_, status, decision_label_, upstream_ms,
-                 identity_.id.empty() ? "-" : identity_.id.substr(0, 8));
+        std::chrono::duration_cast<std::chrono::microseconds>(request_.upstream_time).count() /
+        1000.0;
+    spdlog::info("{} {} {} {} decision={} upstream_ms={:.1f} token={}", client_address_,
+                 request_.method, request_.path, status, admission_.result().label, upstream_ms,
+                 admission_.who().id.empty() ? "-" : admission_.who().id.substr(0, 8));
 }
 
 }  // namespace ratelimit_proxy::server

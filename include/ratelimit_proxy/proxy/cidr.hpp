@@ -28,13 +28,11 @@ class cidr_set {
     std::vector<network> networks_;
 };
 
-// The client's address for per-IP limits and access lists: the peer, unless the peer is a
-// trusted proxy; then X-Forwarded-For is walked from the right, skipping trusted addresses,
-// and the first untrusted one is the client (the leftmost if all are trusted). A malformed
-// entry stops the walk at the last good address. `forwarded_for` is every X-Forwarded-For
-// value joined with ",".
-boost::asio::ip::address resolve_client_address(const boost::asio::ip::address& peer,
-                                                std::string_view forwarded_for,
-                                                const cidr_set& trusted);
+// "::ffff:10.1.2.3" is the IPv4 address 10.1.2.3 (a dual-stack listener reports it so);
+// any other address is returned as it is.
+boost::asio::ip::address unmapped(const boost::asio::ip::address& a);
+
+// The address in `text`, or nothing if it is not one.
+std::optional<boost::asio::ip::address> parse_address(std::string_view text);
 
 }  // namespace ratelimit_proxy::proxy

@@ -38,7 +38,7 @@ void strip_hop_by_hop(http::fields& fields);
 
 // Downstream request header -> upstream request header: hop-by-hop gone, the client's
 // credentials (Authorization, and any copy of the key header) gone, the upstream key
-// injected, Host set, X-Forwarded-For appended, X-Forwarded-Proto set.
+// injected, Host set, the X-Forwarded-* fields as forwarded_fields writes them.
 void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
                      std::string_view client_address);
 

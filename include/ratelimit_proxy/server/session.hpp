@@ -10,16 +10,14 @@
 
 #include <array>
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
-#include "ratelimit_proxy/auth/token_store.hpp"
-#include "ratelimit_proxy/limit/decision.hpp"
-#include "ratelimit_proxy/limit/rate_limit_headers.hpp"
 #include "ratelimit_proxy/proxy/outgoing_message.hpp"
 #include "ratelimit_proxy/proxy/upstream_connection.hpp"
+#include "ratelimit_proxy/server/admission.hpp"
+#include "ratelimit_proxy/server/local_reply.hpp"
 
 namespace ratelimit_proxy::server {
 
@@ -35,10 +33,10 @@ struct exchange_state {
     proxy::outgoing_message to_client;
 };
 
-// One downstream connection: read a request header, answer locally or authenticate, check
-// the limit and relay to the upstream with both bodies streamed in bounded chunks; then the
-// next request on the same connection. Lives on its worker's thread only.
-class session : public std::enable_shared_from_this<session> {
+// One downstream connection: read a request header, have admission decide, then run its
+// verdict: answer locally, or relay to the upstream with both bodies streamed in bounded
+// chunks; then the next request on the same connection. Lives on its worker's thread only.
+class session : public std::enable_shared_from_this<session>, public verdict_handler {
   public:
     // Bound to the worker's io_context by its concrete executor type: no type-erased
     // any_io_executor is copied, compared or destroyed on every operation.
@@ -54,9 +52,36 @@ class session : public std::enable_shared_from_this<session> {
     // Shutdown: an idle connection closes now, a busy one after its current response.
     void drain();
 
+    void on_verdict(const verdict& v) override;
+    bool closed() const override { return closed_; }
+
   private:
     using request_parser = http::request_parser<http::buffer_body>;
     static constexpr std::size_t first_read_size = 4096;
+
+    // What belongs to one request; reset() starts the next, keeping the strings' capacity.
+    struct request_state {
+        std::string method;
+        std::string path;  // without the query
+        // The client as resolved through trusted proxies (for per-IP limits).
+        boost::asio::ip::address client;
+        std::string client_text;
+        bool keep_alive = false;
+        unsigned version = 11;  // the request's; the upstream always gets 1.1
+        bool expect_continue = false;
+        bool has_body = false;
+        bool body_started = false;
+        unsigned status = 0;  // of the response, once known
+        bool retried = false;
+        bool upstream_reused = false;
+        bool sent = false;                 // header and whole body are out to the upstream
+        bool upstream_keep_alive = false;  // the upstream's response allows reuse
+        std::chrono::steady_clock::time_point upstream_started;
+        std::chrono::steady_clock::duration upstream_time{};
+        request_facts facts;  // what admission reads, filled when the header is in
+
+        void reset();
+    };
 
     void do_read_header();
     void prepare_parser();
@@ -64,17 +89,6 @@ class session : public std::enable_shared_from_this<session> {
     void read_rest_of_header();
     void parse_header();
     void on_read_header(beast::error_code ec);
-    void route();
-    void handle_register();
-    void handle_ready();
-    void handle_api();
-    void on_lookup(const auth::lookup_result& result);
-    void check_limit();
-    void add_check_item(const limit::policy& p, double scale);
-    // known_denial: answered by the over-limit cache, not by the store.
-    void on_decision(limit::decision&& d, bool known_denial = false);
-    void count_decision(const limit::decision& d);
-    void on_register_decision(limit::decision&& d);
     void forward();
 
     void start_upstream(bool fresh_connection);
@@ -96,8 +110,10 @@ class session : public std::enable_shared_from_this<session> {
     bool retry_on_fresh_connection(beast::error_code ec);
     void upstream_failed(beast::error_code ec, const char* what);
 
+    // The session's own local answers (malformed request, upstream failure), beside
+    // admission's: both are written by write_local.
     void send_local(http::status status, std::string_view error, std::string_view message);
-    void send_json(http::status status, std::string body);
+    void write_local(const verdict& v);
     void on_write_local(beast::error_code ec);
     void next_request_or_close(bool keep_alive);
     void linger();
@@ -113,44 +129,18 @@ class session : public std::enable_shared_from_this<session> {
     beast::flat_buffer buffer_;
     std::string client_address_;  // the peer
     boost::asio::ip::address peer_address_;
-    // Per request: the client as resolved through trusted proxies (for per-IP limits).
-    boost::asio::ip::address resolved_address_;
-    std::string resolved_client_;
-    std::shared_ptr<const limit::rule_set> rules_;  // held while a check refers to its policies
-    std::vector<const limit::policy*> selected_;
-    std::vector<limit::check_item> items_;
-    std::size_t items_used_ = 0;  // while add_check_item fills items_
-    double scale_ = 1;            // the factor this request's limits were multiplied by
-    std::chrono::steady_clock::time_point check_started_;
     std::optional<request_parser> parser_;
+    admission admission_;
+    request_state request_;
+    verdict own_reply_;
     http::response<http::string_body> local_response_;
+    std::string limit_lines_;  // the verdict's limit headers as header lines; capacity kept
 
-    // Per request.
-    std::string method_;
-    std::string path_;  // without the query, for the access log
-    bool client_keep_alive_ = false;
-    unsigned client_version_ = 11;  // the request's; the upstream always gets 1.1
-    bool expect_continue_ = false;
-    bool request_has_body_ = false;
-    bool request_body_started_ = false;
-    unsigned status_ = 0;
-    const char* decision_label_ = "-";
-    auth::identity identity_;
-    std::string bearer_;
-    std::optional<limit::rate_limit_headers> limit_headers_;
-    std::string limit_lines_;  // limit_headers_ as header lines; capacity kept
-    std::string retry_after_;  // for a local 503 that has no limit headers
     std::unique_ptr<proxy::upstream_connection> upstream_;
-    bool upstream_reused_ = false;
-    bool request_sent_ = false;         // header and whole body are out to the upstream
-    bool upstream_keep_alive_ = false;  // the upstream's response allows reuse
-    bool retried_ = false;
     // Only while an upstream exchange runs: kept off the session so an idle connection is
     // small, and recycled by the worker.
     std::unique_ptr<exchange_state> exchange_;
     std::unique_ptr<char[]> body_buffer_;
-    std::chrono::steady_clock::time_point upstream_started_;
-    std::chrono::steady_clock::duration upstream_time_{};
 
     bool watching_ = false;
     // Set while a finished exchange waits for the watch read to hand over its bytes: then

@@ -15,6 +15,7 @@
 #include "ratelimit_proxy/proxy/upstream_pool.hpp"
 #include "ratelimit_proxy/redis/circuit_breaker.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
+#include "ratelimit_proxy/server/admission.hpp"
 #include "ratelimit_proxy/server/proxy_context.hpp"
 
 namespace ratelimit_proxy::server {
@@ -34,19 +35,13 @@ class worker {
     const proxy_context& context() const { return ctx_; }
     boost::asio::io_context& io() { return io_; }
     redis::connection& redis() { return redis_; }
-    redis::circuit_breaker& breaker() { return breaker_; }
-    auth::token_store& tokens() { return tokens_; }
-    limit::limiter& limiter() { return *limiter_; }
-    limit::deny_cache& denials() { return denials_; }
-    // The rules in force on this worker; a session keeps the pointer for one request.
-    const std::shared_ptr<const limit::rule_set>& rules() const { return rules_; }
-    // POST /register's own per-IP limit, derived from the rules.
-    const limit::policy& register_policy() const { return register_policy_; }
     // On this worker's thread: new rules (admin change, SIGHUP). Tokens are looked up again,
     // so tier changes and revocations apply at once.
     void set_rules(std::shared_ptr<const limit::rule_set> rules);
     proxy::upstream_pool& pool() { return pool_; }
     unsigned index() const { return index_; }
+    // What every session's admission decides with.
+    const admission_context& admission() const { return admission_; }
 
     // Relay buffers are recycled so a request costs no large allocation.
     std::unique_ptr<char[]> take_buffer();
@@ -86,9 +81,10 @@ class worker {
     auth::token_store tokens_;
     std::unique_ptr<limit::limiter> limiter_;
     limit::deny_cache denials_;
-    std::shared_ptr<const limit::rule_set> rules_;
-    limit::policy register_policy_;
+    std::shared_ptr<const limit::rule_set> rules_;  // in force; admission holds them per request
+    limit::policy register_policy_;                 // POST /register's own per-IP limit
     proxy::upstream_pool pool_;
+    admission_context admission_;  // refers to the members above
 };
 
 }  // namespace ratelimit_proxy::server

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "ratelimit_proxy/limit/decision.hpp"
+#include "ratelimit_proxy/limit/policy.hpp"
+#include "ratelimit_proxy/limit/rule_set.hpp"
+
+namespace ratelimit_proxy::limit {
+
+// Who and what one request's check is about: everything its bucket keys and numbers come from.
+struct check_subject {
+    std::string_view key_prefix;  // the store's, e.g. "rlp"
+    std::string_view token_id;    // empty: no token (POST /register)
+    std::string_view client_address;
+    std::string_view method;
+    std::string_view path;                       // without the query
+    const token_overrides* overrides = nullptr;  // this token's numbers per policy; null: none
+    // The emergency factor times the load factor: below 1 every limit is tightened.
+    double scale = 1;
+    bool shadow_all = false;  // the rules' shadow mode: every policy is decided, none enforced
+};
+
+// The numbers `p` is checked with: the token's override for it, if any, then the scale.
+// Scaling tightens, never loosens, and leaves at least one request per window possible.
+limits effective_limits(const policy& p, const token_overrides* overrides, double scale);
+
+// One item per policy, in order, written over `items`: the items and their key strings are
+// kept across requests, so once they have grown nothing is allocated.
+void build_check_items(std::span<const policy* const> policies, const check_subject& s,
+                       std::vector<check_item>& items);
+
+}  // namespace ratelimit_proxy::limit

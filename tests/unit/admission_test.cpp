@@ -1,0 +1,341 @@
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+
+#include "ratelimit_proxy/auth/token.hpp"
+#include "ratelimit_proxy/auth/token_store.hpp"
+#include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/limit/limiter.hpp"
+#include "ratelimit_proxy/limit/rule_set.hpp"
+#include "ratelimit_proxy/server/admission.hpp"
+
+namespace auth = ratelimit_proxy::auth;
+namespace config = ratelimit_proxy::config;
+namespace limit = ratelimit_proxy::limit;
+namespace redis = ratelimit_proxy::redis;
+namespace server = ratelimit_proxy::server;
+namespace http = boost::beast::http;
+
+namespace {
+
+// Answers every check with `allow` (or the store being away), or holds it until release().
+class fake_limiter : public limit::limiter {
+  public:
+    void check(std::span<const limit::check_item> items, limit::decision_handler done) override {
+        ++calls;
+        seen.assign(items.begin(), items.end());
+        if (hold) {
+            pending = std::move(done);
+            return;
+        }
+        done(answer());
+    }
+    void release() { std::exchange(pending, nullptr)(answer()); }
+
+    limit::decision answer() const {
+        limit::decision d;
+        d.store_unavailable = unavailable;
+        d.allowed = allow && !unavailable;
+        for (const auto& item : seen) {
+            limit::policy_result r;
+            r.source = item.source;
+            r.shadow = item.shadow;
+            r.allowed = allow;
+            r.remaining = allow ? 9 : 0;
+            r.reset_seconds = retry_after;
+            r.retry_after_seconds = allow ? 0 : retry_after;
+            r.quota = item.numbers.limit;
+            r.window_seconds = item.numbers.window_seconds;
+            d.results.push_back(r);
+        }
+        d.choose_tightest();
+        return d;
+    }
+
+    bool allow = true;
+    bool unavailable = false;
+    bool hold = false;
+    double retry_after = 3;
+    int calls = 0;
+    std::vector<limit::check_item> seen;
+    limit::decision_handler pending;
+};
+
+// What the session would be given: a copy of each verdict.
+class recording_handler : public server::verdict_handler {
+  public:
+    void on_verdict(const server::verdict& v) override {
+        ++count;
+        last = v;
+        had_limit_headers = v.limit_headers != nullptr;
+        if (v.limit_headers)
+            retry_after_header = v.limit_headers->retry_after;
+    }
+    bool closed() const override { return gone; }
+
+    int count = 0;
+    bool gone = false;
+    server::verdict last;
+    bool had_limit_headers = false;
+    std::string retry_after_header;
+};
+
+class AdmissionTest : public ::testing::Test {
+  protected:
+    AdmissionTest() {
+        settings_ = config::parse_json(R"({
+            "upstream": {"url": "http://127.0.0.1:1"},
+            "policies": [
+              {"name": "burst", "limit": 10, "window": "second", "burst": 20},
+              {"name": "chat", "limit": 600, "window": "minute", "cost": 10,
+               "match": {"method": "POST", "path_prefix": "/api/chat"}}
+            ],
+            "tiers": {"free": {"policies": ["burst"]}, "pro": {"policies": ["burst", "chat"]}},
+            "default_tier": "free"})",
+                                       "test.json");
+        set_rules("{}");
+        // Redis is never reached: with the breaker open, a token this process has seen
+        // before is found without it.
+        breaker_.record_failure();
+    }
+
+    void set_rules(const std::string& overlay) {
+        rules_ = limit::build_rule_set(settings_, nlohmann::json::parse(overlay));
+        register_policy_.name = "register";
+        register_policy_.key = limit::key_kind::client_ip;
+        register_policy_.numbers.limit = rules_->registration().per_ip_per_minute;
+        register_policy_.numbers.window_seconds = 60;
+    }
+
+    // A token known to this process, in `tier`.
+    std::string known_token(const std::string& tier, const char* id = "0123456789abcdef") {
+        auto token = auth::generate_token();
+        auth::identity who;
+        who.id = id;
+        who.tier = tier;
+        known_.remember(auth::sha256(token), who);
+        return token;
+    }
+
+    const server::verdict& decide(http::verb method, std::string_view path,
+                                  std::string_view authorization = {},
+                                  std::string_view secret = {}) {
+        method_text_ = std::string(http::to_string(method));
+        headers_.clear();
+        if (!authorization.empty())
+            headers_.set(http::field::authorization, authorization);
+        if (!secret.empty())
+            headers_.set("X-Registration-Secret", secret);
+        auto& f = facts_;
+        f.method = method;
+        f.method_text = method_text_;
+        f.path = path;
+        f.headers = &headers_;
+        f.client = &client_;
+        f.client_text = client_text_;
+        handler_->count = 0;
+        admission_.reset();
+        admission_.decide(f, handler_);
+        return handler_->last;
+    }
+    std::string bearer(const std::string& token) { return "Bearer " + token; }
+
+    config::settings settings_;
+    boost::asio::io_context io_;
+    redis::connection redis_{io_, redis::connection_options{{"127.0.0.1", 1}}};
+    redis::circuit_breaker breaker_{1, std::chrono::hours(1)};
+    auth::known_tokens known_{100};
+    auth::token_store tokens_{redis_, breaker_, known_, "rlp", std::chrono::seconds(10), 100};
+    fake_limiter limiter_;
+    limit::deny_cache denials_;
+    std::shared_ptr<const limit::rule_set> rules_;
+    limit::policy register_policy_;
+    server::load_monitor load_{server::load_rule{}, 1};
+    server::admission_context ctx_{settings_, tokens_,          limiter_, denials_, redis_,
+                                   rules_,    register_policy_, load_,    0};
+    server::admission admission_{ctx_};
+    std::shared_ptr<recording_handler> handler_ = std::make_shared<recording_handler>();
+    boost::asio::ip::address client_ = boost::asio::ip::make_address("203.0.113.5");
+    std::string client_text_ = "203.0.113.5";
+    std::string method_text_;
+    http::fields headers_;
+    server::request_facts facts_;
+};
+
+}  // namespace
+
+TEST_F(AdmissionTest, UnknownPathIsA404NamingTheApiPrefix) {
+    const auto& v = decide(http::verb::get, "/apix");
+    EXPECT_EQ(handler_->count, 1);
+    EXPECT_EQ(v.what, server::verdict::kind::local);
+    EXPECT_EQ(v.status, http::status::not_found);
+    EXPECT_EQ(v.error, "not_found");
+    EXPECT_EQ(v.message, "no such endpoint; proxied paths start with /api");
+}
+
+TEST_F(AdmissionTest, WrongMethodIsA405WithTheRoutesMethodsInAllow) {
+    EXPECT_EQ(decide(http::verb::get, "/register").allow, "POST");
+    EXPECT_EQ(handler_->last.status, http::status::method_not_allowed);
+    EXPECT_EQ(handler_->last.message, "use POST /register");
+    EXPECT_EQ(decide(http::verb::post, "/health").allow, "GET, HEAD");
+    EXPECT_EQ(decide(http::verb::delete_, "/ready").allow, "GET, HEAD");
+    EXPECT_EQ(decide(http::verb::trace, "/api/x").allow,
+              "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+    EXPECT_EQ(handler_->last.message, "TRACE and CONNECT are not relayed");
+    EXPECT_EQ(decide(http::verb::connect, "/api").status, http::status::method_not_allowed);
+    EXPECT_EQ(limiter_.calls, 0);
+}
+
+TEST_F(AdmissionTest, HealthIsAnsweredWithItsJsonBody) {
+    const auto& v = decide(http::verb::head, "/health");
+    EXPECT_EQ(v.status, http::status::ok);
+    EXPECT_TRUE(v.error.empty());
+    EXPECT_EQ(v.message, R"({"status":"ok"})");
+    EXPECT_TRUE(v.allow.empty());
+}
+
+TEST_F(AdmissionTest, ApiWithoutABearerTokenIs401) {
+    const auto& v = decide(http::verb::get, "/api/echo", "Basic dXNlcjpwdw==");
+    EXPECT_EQ(v.status, http::status::unauthorized);
+    EXPECT_EQ(v.error, "unauthorized");
+    EXPECT_STREQ(v.label, "unauthenticated");
+}
+
+TEST_F(AdmissionTest, TokenRedisCannotVerifyIs503) {
+    const auto& v = decide(http::verb::get, "/api/echo", bearer(auth::generate_token()));
+    EXPECT_EQ(v.status, http::status::service_unavailable);
+    EXPECT_EQ(v.message, "cannot verify the token: Redis is unreachable");
+    EXPECT_STREQ(v.label, "unavailable");
+}
+
+TEST_F(AdmissionTest, AllowedRequestIsForwardedWithTheLimitHeadersOfItsTiersPolicies) {
+    const auto& v = decide(http::verb::post, "/api/chat/x", bearer(known_token("pro")));
+    EXPECT_EQ(v.what, server::verdict::kind::forward);
+    EXPECT_STREQ(v.label, "allowed");
+    EXPECT_TRUE(handler_->had_limit_headers);
+    ASSERT_EQ(limiter_.seen.size(), 2u);
+    EXPECT_EQ(limiter_.seen[0].key, "{rlp}:rl:burst:0123456789abcdef");
+    EXPECT_EQ(limiter_.seen[1].source->name, "chat");
+    EXPECT_EQ(limiter_.seen[1].cost, 10u);
+    EXPECT_EQ(admission_.who().id, "0123456789abcdef");
+    EXPECT_EQ(admission_.who().tier, "pro");
+}
+
+TEST_F(AdmissionTest, DenialIsA429QuotingRetryAfterAndTheNextIsAnsweredFromTheDenyCache) {
+    limiter_.allow = false;
+    const auto token = bearer(known_token("free"));
+    const auto& v = decide(http::verb::get, "/api/echo", token);
+    EXPECT_EQ(v.status, http::status::too_many_requests);
+    EXPECT_EQ(v.error, "rate_limited");
+    EXPECT_EQ(v.message, "rate limit exceeded; retry after 3 seconds");
+    EXPECT_EQ(handler_->retry_after_header, "3");
+    EXPECT_STREQ(v.label, "denied");
+    EXPECT_EQ(limiter_.calls, 1);
+
+    decide(http::verb::get, "/api/echo", token);
+    EXPECT_EQ(handler_->last.status, http::status::too_many_requests);
+    EXPECT_STREQ(handler_->last.label, "denied-cached");
+    EXPECT_EQ(limiter_.calls, 1);
+}
+
+TEST_F(AdmissionTest, StoreAwayAndFailingClosedIsA503WithRetryAfterOne) {
+    limiter_.unavailable = true;
+    const auto& v = decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    EXPECT_EQ(v.status, http::status::service_unavailable);
+    EXPECT_EQ(v.retry_after, "1");
+    EXPECT_FALSE(handler_->had_limit_headers);
+    EXPECT_STREQ(v.label, "unavailable");
+}
+
+TEST_F(AdmissionTest, EmergencyBlockIsA503WithoutAnyCheck) {
+    set_rules(R"({"override": {"block_all": true}})");
+    const auto& v = decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    EXPECT_EQ(v.status, http::status::service_unavailable);
+    EXPECT_EQ(v.error, "emergency_block");
+    EXPECT_EQ(v.retry_after, "60");
+    EXPECT_EQ(limiter_.calls, 0);
+}
+
+TEST_F(AdmissionTest, EmergencyFactorScalesTheCheckedNumbers) {
+    set_rules(R"({"override": {"factor": 0.5}})");
+    decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    ASSERT_EQ(limiter_.seen.size(), 1u);
+    EXPECT_EQ(limiter_.seen[0].numbers.limit, 5);
+    EXPECT_EQ(limiter_.seen[0].numbers.burst, 10);
+}
+
+TEST_F(AdmissionTest, BlockedNetworkIs403AndBypassedTokenIsForwardedUnchecked) {
+    set_rules(R"({"block": {"cidrs": ["203.0.113.0/24"]}})");
+    EXPECT_EQ(decide(http::verb::get, "/api/echo").status, http::status::forbidden);
+    EXPECT_EQ(handler_->last.message, "this client is blocked");
+    EXPECT_EQ(decide(http::verb::post, "/register").status, http::status::forbidden);
+
+    set_rules(R"({"bypass": {"tokens": ["0123456789abcdef"]}})");
+    const auto& v = decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    EXPECT_EQ(v.what, server::verdict::kind::forward);
+    EXPECT_STREQ(v.label, "bypass");
+    EXPECT_FALSE(handler_->had_limit_headers);
+    EXPECT_EQ(limiter_.calls, 0);
+}
+
+TEST_F(AdmissionTest, TierWithoutMatchingPoliciesIsForwardedUnlimited) {
+    set_rules(R"({"tiers": {"chat_only": {"policies": ["chat"]}}})");
+    const auto& v = decide(http::verb::get, "/api/echo", bearer(known_token("chat_only")));
+    EXPECT_EQ(v.what, server::verdict::kind::forward);
+    EXPECT_STREQ(v.label, "unlimited");
+    EXPECT_EQ(limiter_.calls, 0);
+}
+
+TEST_F(AdmissionTest, NoVerdictForAConnectionThatWentAwayDuringTheCheck) {
+    limiter_.hold = true;
+    decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    EXPECT_EQ(handler_->count, 0);
+    handler_->gone = true;
+    limiter_.release();
+    EXPECT_EQ(handler_->count, 0);
+    EXPECT_EQ(rules_->find_policy("burst")->counters->sum().allowed, 0u);
+}
+
+TEST_F(AdmissionTest, DecisionsAreCountedPerPolicy) {
+    decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    EXPECT_EQ(rules_->find_policy("burst")->counters->sum().allowed, 1u);
+}
+
+TEST_F(AdmissionTest, RegistrationIsLimitedPerClientAddress) {
+    limiter_.allow = false;
+    const auto& v = decide(http::verb::post, "/register");
+    ASSERT_EQ(limiter_.seen.size(), 1u);
+    EXPECT_EQ(limiter_.seen[0].key, "{rlp}:rl:register:203.0.113.5");
+    EXPECT_EQ(v.status, http::status::too_many_requests);
+    EXPECT_EQ(v.message, "too many registrations from this address; retry after 3 seconds");
+    EXPECT_STREQ(v.label, "denied");
+}
+
+TEST_F(AdmissionTest, RegistrationThatCannotBeStoredIs503) {
+    const auto& v = decide(http::verb::post, "/register");
+    EXPECT_EQ(v.status, http::status::service_unavailable);
+    EXPECT_EQ(v.message, "cannot store the token: Redis is unreachable");
+}
+
+TEST_F(AdmissionTest, ClosedOrSecretRegistrationIsRefusedBeforeAnyCheck) {
+    set_rules(R"({"registration": {"mode": "closed"}})");
+    EXPECT_EQ(decide(http::verb::post, "/register").error, "registration_closed");
+    set_rules(R"({"registration": {"mode": "secret", "secret": "s3cret"}})");
+    EXPECT_EQ(decide(http::verb::post, "/register", {}, "wrong").error, "registration_refused");
+    EXPECT_STREQ(handler_->last.label, "registration-refused");
+    EXPECT_EQ(limiter_.calls, 0);
+    decide(http::verb::post, "/register", {}, "s3cret");
+    EXPECT_EQ(limiter_.calls, 1);
+}
+
+TEST_F(AdmissionTest, ResetForgetsTheLastRequest) {
+    decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    admission_.reset();
+    EXPECT_STREQ(admission_.result().label, "-");
+    EXPECT_EQ(admission_.result().limit_headers, nullptr);
+    EXPECT_TRUE(admission_.who().id.empty());
+}

@@ -1,0 +1,122 @@
+#include <gtest/gtest.h>
+
+#include "ratelimit_proxy/limit/check_items.hpp"
+
+namespace limit = ratelimit_proxy::limit;
+
+namespace {
+
+class CheckItemsTest : public ::testing::Test {
+  protected:
+    static limit::policy make(const char* name, limit::key_kind k, double lim, double burst = 0) {
+        limit::policy p;
+        p.name = name;
+        p.key = k;
+        p.numbers.limit = lim;
+        p.numbers.window_seconds = 60;
+        p.numbers.burst = burst;
+        return p;
+    }
+    limit::check_subject subject() const {
+        limit::check_subject s;
+        s.key_prefix = "rlp";
+        s.token_id = "3f2a9c0d1e4b5a6f";
+        s.client_address = "203.0.113.5";
+        s.method = "POST";
+        s.path = "/api/chat";
+        return s;
+    }
+
+    limit::policy per_token_ = make("burst", limit::key_kind::token, 10, 20);
+    limit::policy per_ip_ = make("ip", limit::key_kind::client_ip, 100);
+    limit::policy per_route_ = make("route", limit::key_kind::token_route, 5);
+    limit::policy global_ = make("all", limit::key_kind::global, 1000);
+    std::vector<limit::check_item> items_;
+};
+
+}  // namespace
+
+TEST_F(CheckItemsTest, OneItemPerPolicyInOrderWithTheKeyOfItsKind) {
+    const limit::policy* ps[] = {&per_token_, &per_ip_, &per_route_, &global_};
+    limit::build_check_items(ps, subject(), items_);
+    ASSERT_EQ(items_.size(), 4u);
+    for (std::size_t i = 0; i < 4; ++i) {
+        EXPECT_EQ(items_[i].source, ps[i]);
+        EXPECT_EQ(items_[i].key,
+                  limit::bucket_key("rlp", ps[i]->name,
+                                    limit::bucket_id(ps[i]->key, "3f2a9c0d1e4b5a6f", "203.0.113.5",
+                                                     "POST", "/api/chat")));
+    }
+    EXPECT_EQ(items_[0].key, "{rlp}:rl:burst:3f2a9c0d1e4b5a6f");
+    EXPECT_EQ(items_[0].numbers.limit, 10);
+    EXPECT_EQ(items_[0].numbers.burst, 20);
+    EXPECT_EQ(items_[0].cost, 1u);
+    EXPECT_FALSE(items_[0].shadow);
+}
+
+TEST_F(CheckItemsTest, ItemsAndKeyBuffersAreReusedAndExtraItemsDropped) {
+    const limit::policy* two[] = {&per_token_, &per_ip_};
+    limit::build_check_items(two, subject(), items_);
+    const char* first_key = items_[0].key.data();
+    const limit::policy* one[] = {&per_ip_};
+    limit::build_check_items(one, subject(), items_);
+    ASSERT_EQ(items_.size(), 1u);
+    EXPECT_EQ(items_[0].source, &per_ip_);
+    EXPECT_EQ(items_[0].key.data(), first_key);
+    limit::build_check_items({}, subject(), items_);
+    EXPECT_TRUE(items_.empty());
+}
+
+TEST_F(CheckItemsTest, TokenOverrideReplacesThatPolicysNumbersOnly) {
+    limit::token_overrides overrides;
+    overrides["burst"].limit = 50;
+    auto s = subject();
+    s.overrides = &overrides;
+    const limit::policy* ps[] = {&per_token_, &per_ip_};
+    limit::build_check_items(ps, s, items_);
+    EXPECT_EQ(items_[0].numbers.limit, 50);
+    EXPECT_EQ(items_[0].numbers.burst, 20);
+    EXPECT_EQ(items_[1].numbers.limit, 100);
+}
+
+TEST_F(CheckItemsTest, ScaleTightensButLeavesOneRequestPerWindow) {
+    auto s = subject();
+    s.scale = 0.01;
+    const limit::policy* ps[] = {&per_token_, &per_ip_, &global_};
+    limit::build_check_items(ps, s, items_);
+    EXPECT_EQ(items_[0].numbers.limit, 1);
+    EXPECT_EQ(items_[0].numbers.burst, 1);
+    EXPECT_EQ(items_[1].numbers.limit, 1);
+    EXPECT_EQ(items_[1].numbers.burst, 0);  // no burst stays no burst
+    EXPECT_EQ(items_[2].numbers.limit, 10);
+    EXPECT_EQ(limit::effective_limits(per_token_, nullptr, 0.5).limit, 5);
+    EXPECT_EQ(limit::effective_limits(per_token_, nullptr, 1).limit, 10);
+}
+
+TEST_F(CheckItemsTest, OverrideIsScaledToo) {
+    limit::token_overrides overrides;
+    overrides["ip"].limit = 400;
+    EXPECT_EQ(limit::effective_limits(per_ip_, &overrides, 0.5).limit, 200);
+}
+
+TEST_F(CheckItemsTest, ShadowComesFromThePolicyOrTheRulesShadowMode) {
+    per_ip_.shadow = true;
+    per_ip_.cost = 3;
+    const limit::policy* ps[] = {&per_token_, &per_ip_};
+    limit::build_check_items(ps, subject(), items_);
+    EXPECT_FALSE(items_[0].shadow);
+    EXPECT_TRUE(items_[1].shadow);
+    EXPECT_EQ(items_[1].cost, 3u);
+    auto s = subject();
+    s.shadow_all = true;
+    limit::build_check_items(ps, s, items_);
+    EXPECT_TRUE(items_[0].shadow);
+}
+
+TEST_F(CheckItemsTest, WithoutATokenTheClientAddressStillKeysPerIpPolicies) {
+    auto s = subject();
+    s.token_id = {};
+    const limit::policy* ps[] = {&per_ip_};
+    limit::build_check_items(ps, s, items_);
+    EXPECT_EQ(items_[0].key, "{rlp}:rl:ip:203.0.113.5");
+}
