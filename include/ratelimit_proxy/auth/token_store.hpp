@@ -50,7 +50,7 @@ class known_tokens {
     std::unordered_map<digest, identity, digest_hash> tokens_;
 };
 
-// Tokens live in Redis as {prefix}:token:{sha256-hex} hashes. One store per worker thread;
+// Tokens live in Redis as hashes (limit::token_key, keys.hpp). One store per worker thread;
 // its cache is that thread's alone, so no lock is taken on the request path.
 class token_store {
   public:
