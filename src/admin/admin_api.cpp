@@ -243,6 +243,7 @@ admin_api::response admin_api::change(const control_plane::mutation& m, const de
     out["version"] = result.version;
     co_return reply(success_status, std::move(out));
 }
+
 // ---------------------------------------------------------------------------------------
 // Policies
 
