@@ -3,59 +3,39 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/url/parse.hpp>
-#include <cctype>
 #include <charconv>
-#include <map>
 
+#include "api_error.hpp"
+#include "ratelimit_proxy/auth/redis_await.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
+#include "ratelimit_proxy/limit/keys.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
 #include "ratelimit_proxy/limit/policy_script.hpp"
 #include "ratelimit_proxy/proxy/http_text.hpp"
 
 namespace ratelimit_proxy::admin {
 
+namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using json = nlohmann::json;
 
 namespace {
 
-constexpr std::size_t token_id_length = 16;
 constexpr std::size_t default_page_size = 100;
 constexpr std::size_t max_page_size = 1000;
-constexpr int max_scan_rounds = 64;  // per request, so one call never walks a huge keyspace
 
 bool is_json_media_type(std::string_view content_type) {
     auto semi = content_type.find(';');
     return proxy::ascii_iequals(proxy::trim_ows(content_type.substr(0, semi)), "application/json");
 }
 
-bool is_lower_hex(std::string_view s) {
-    return std::ranges::all_of(
-        s, [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); });
-}
-
-// A literal for a SCAN MATCH pattern: glob characters escaped.
-std::string glob_escape(std::string_view s) {
-    std::string out;
-    for (char ch : s) {
-        if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\')
-            out.push_back('\\');
-        out.push_back(ch);
-    }
-    return out;
-}
-
-std::optional<long long> to_integer(const redis::reply& r) {
-    if (r.type == redis::reply_type::integer)
-        return r.integer;
-    if (r.type != redis::reply_type::string)
-        return std::nullopt;
-    long long v = 0;
-    auto [end, ec] = std::from_chars(r.str.data(), r.str.data() + r.str.size(), v);
-    if (ec != std::errc() || end != r.str.data() + r.str.size())
-        return std::nullopt;
-    return v;
+api_response reply(unsigned status, json body) {
+    api_response r;
+    r.status = status;
+    r.body = std::move(body);
+    return r;
 }
 
 json not_found(std::string_view what, std::string_view name, std::string_view field = "name") {
@@ -65,6 +45,10 @@ json not_found(std::string_view what, std::string_view name, std::string_view fi
 
 json unavailable() {
     return error_body("unavailable", "Redis did not answer; try again");
+}
+
+json no_token(std::string_view id) {
+    return error_body("not_found", "no token with id " + std::string(id), "id");
 }
 
 // Where the stored layout of each algorithm is described (policy_script.hpp).
@@ -103,276 +87,161 @@ bool defined_by_admin(const json& overlay, const char* section, const std::strin
     return m != s->end() && m->is_object();
 }
 
-// Token record fields, in the order HMGET asks for them.
-constexpr std::string_view token_fields[] = {"digest", "tier", "created_at", "last_seen",
-                                             "overrides"};
-
-// The id (16 hex) of a token hash key "{prefix}:token:{<64 hex>}", or "" if it is not one.
-std::string id_of_key(std::string_view key, std::string_view key_prefix) {
-    if (!key.starts_with(key_prefix))
-        return {};
-    key.remove_prefix(key_prefix.size());
-    if (key.size() != 66 || key.front() != '{' || key.back() != '}')
-        return {};
-    auto hex = key.substr(1, 64);
-    if (!is_lower_hex(hex))
-        return {};
-    return std::string(hex.substr(0, token_id_length));
-}
-
-json token_record(const std::string& id, const redis::reply& fields) {
-    // fields: HMGET digest tier created_at last_seen overrides. The digest is only checked,
-    // never shown.
-    json j = {{"id", id}};
-    const auto& e = fields.elements;
-    j["tier"] = e.size() > 1 && e[1].type == redis::reply_type::string ? json(e[1].str) : json();
-    auto created = e.size() > 2 ? to_integer(e[2]) : std::nullopt;
-    j["created_at"] = created ? json(*created) : json();
-    auto seen = e.size() > 3 ? to_integer(e[3]) : std::nullopt;
-    j["last_seen"] = seen ? json(*seen) : json();
-    json overrides = json::object();
-    if (e.size() > 4 && e[4].type == redis::reply_type::string) {
-        overrides = json::parse(e[4].str, nullptr, false);
-        if (overrides.is_discarded())
-            overrides = json::object();
-    }
-    j["overrides"] = std::move(overrides);
-    return j;
-}
-
-// Sets or (for an empty value) deletes hash fields, only if the hash still exists, so a
-// token revoked meanwhile is not brought back as a fragment. ARGV: field, value pairs.
-constexpr std::string_view patch_token_lua = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
-for i = 1, #ARGV, 2 do
-  if ARGV[i + 1] == '' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-  else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-return 1
-)lua";
-
-const redis::script& patch_token_script() {
-    static const redis::script s(patch_token_lua);
-    return s;
+json token_out(const auth::token_record& t) {
+    return {{"id", t.id},
+            {"tier", t.tier ? json(*t.tier) : json()},
+            {"created_at", t.created_at ? json(*t.created_at) : json()},
+            {"last_seen", t.last_seen ? json(*t.last_seen) : json()},
+            {"overrides", t.overrides}};
 }
 
 }  // namespace
 
-struct admin_api::context {
-    api_request req;
-    api_responder done;
-    std::vector<std::string> segments;
-    std::map<std::string, std::string, std::less<>> params;
-    json body;
-    bool answered = false;
+// ---------------------------------------------------------------------------------------
+// Requests and routes
 
-    void reply(unsigned status, json body_out, std::string allow = {}) {
-        if (answered)
-            return;
-        answered = true;
-        api_response r;
-        r.status = status;
-        r.body = std::move(body_out);
-        r.allow = std::move(allow);
-        done(std::move(r));
-    }
-    void method_not_allowed(std::string allow) {
-        reply(405,
-              error_body("method_not_allowed", std::string(http::to_string(req.method)) +
-                                                   " is not allowed here; allowed: " + allow),
-              allow);
-    }
-    // Parses the body as a JSON object into `body`; answers and returns false otherwise.
-    bool json_body() {
-        // `curl -d '{...}'` labels JSON as a form: take it when the body is JSON all the same.
-        const bool form_label =
-            req.content_type.empty() ||
-            proxy::ascii_iequals(
-                proxy::trim_ows(req.content_type.substr(0, req.content_type.find(';'))),
-                "application/x-www-form-urlencoded");
-        if (!req.body.empty() && !is_json_media_type(req.content_type) &&
-            !(form_label && json::accept(req.body))) {
-            reply(415, error_body("unsupported_media_type",
-                                  "the body must be JSON (Content-Type: application/json)",
-                                  "Content-Type"));
-            return false;
-        }
-        if (req.body.empty()) {
-            reply(400, error_body("invalid_json", "a JSON object body is required", "body"));
-            return false;
-        }
-        body = json::parse(req.body, nullptr, false);
-        if (body.is_discarded()) {
-            reply(400, error_body("invalid_json", "the body is not valid JSON", "body"));
-            return false;
-        }
-        if (!body.is_object()) {
-            reply(400, error_body("invalid_json", "the body must be a JSON object", "body"));
-            return false;
-        }
-        return true;
-    }
-    // Fields of the body other than these are errors.
-    bool only_fields(std::initializer_list<std::string_view> allowed) {
-        for (const auto& [k, v] : body.items()) {
-            if (std::ranges::find(allowed, k) == allowed.end()) {
-                reply(400, error_body("invalid", "unknown field", k));
-                return false;
-            }
-        }
-        return true;
-    }
-    const std::string* param(std::string_view name) const {
-        auto it = params.find(name);
-        return it == params.end() ? nullptr : &it->second;
-    }
-};
+void admin_api::request::read_json_body() {
+    // `curl -d '{...}'` labels JSON as a form: take it when the body is JSON all the same.
+    const bool form_label =
+        http.content_type.empty() ||
+        proxy::ascii_iequals(
+            proxy::trim_ows(http.content_type.substr(0, http.content_type.find(';'))),
+            "application/x-www-form-urlencoded");
+    if (!http.body.empty() && !is_json_media_type(http.content_type) &&
+        !(form_label && json::accept(http.body)))
+        throw api_error(415, error_body("unsupported_media_type",
+                                        "the body must be JSON (Content-Type: application/json)",
+                                        "Content-Type"));
+    if (http.body.empty())
+        throw api_error(400, error_body("invalid_json", "a JSON object body is required", "body"));
+    body = json::parse(http.body, nullptr, false);
+    if (body.is_discarded())
+        throw api_error(400, error_body("invalid_json", "the body is not valid JSON", "body"));
+    if (!body.is_object())
+        throw api_error(400, error_body("invalid_json", "the body must be a JSON object", "body"));
+}
 
-admin_api::admin_api(std::shared_ptr<control_plane::impl> rules, std::string key_prefix)
-    : rules_(std::move(rules)),
-      prefix_(std::move(key_prefix)),
-      token_key_prefix_(prefix_ + ":token:") {}
+void admin_api::request::only_fields(std::initializer_list<std::string_view> allowed) const {
+    for (const auto& [k, v] : body.items())
+        if (std::ranges::find(allowed, k) == allowed.end())
+            throw api_error(400, error_body("invalid", "unknown field", k));
+}
+
+const std::string* admin_api::request::param(std::string_view key) const {
+    auto it = params.find(key);
+    return it == params.end() ? nullptr : &it->second;
+}
+
+// Per resource, its methods in the order Allow names them.
+const route_table<admin_api::handler>& admin_api::routes() {
+    using v = http::verb;
+    static const route_table<handler> table{
+        {"/admin/policies", v::get, &admin_api::list_policies},
+        {"/admin/policies/{name}", v::get, &admin_api::get_policy},
+        {"/admin/policies/{name}", v::put, &admin_api::put_policy},
+        {"/admin/policies/{name}", v::delete_, &admin_api::delete_policy},
+        {"/admin/tiers", v::get, &admin_api::list_tiers},
+        {"/admin/tiers/{name}", v::get, &admin_api::get_tier},
+        {"/admin/tiers/{name}", v::put, &admin_api::put_tier},
+        {"/admin/tiers/{name}", v::delete_, &admin_api::delete_tier},
+        {"/admin/tokens", v::get, &admin_api::list_tokens},
+        {"/admin/tokens/{id}", v::get, &admin_api::get_token},
+        {"/admin/tokens/{id}", v::patch, &admin_api::patch_token},
+        {"/admin/tokens/{id}", v::delete_, &admin_api::delete_token},
+        {"/admin/buckets", v::get, &admin_api::show_bucket},
+        {"/admin/buckets", v::delete_, &admin_api::reset_bucket},
+        {"/admin/override", v::get, &admin_api::get_override},
+        {"/admin/override", v::put, &admin_api::put_override},
+        {"/admin/override", v::delete_, &admin_api::delete_override},
+        {"/admin/registration", v::get, &admin_api::get_registration},
+        {"/admin/registration", v::put, &admin_api::put_registration},
+        {"/admin/access", v::get, &admin_api::get_access},
+        {"/admin/access", v::put, &admin_api::put_access},
+        {"/admin/shadow", v::get, &admin_api::get_shadow},
+        {"/admin/shadow", v::put, &admin_api::put_shadow},
+        {"/admin/stats", v::get, &admin_api::stats},
+    };
+    return table;
+}
+
+admin_api::admin_api(asio::any_io_executor ex, control_plane& rules)
+    : ex_(std::move(ex)), rules_(rules), tokens_(rules.redis(), rules.key_prefix()) {}
 
 void admin_api::handle(api_request req, api_responder done) {
-    auto c = std::make_shared<context>();
-    c->req = std::move(req);
-    c->done = std::move(done);
-    auto parsed = boost::urls::parse_origin_form(c->req.target);
-    if (!parsed) {
-        c->reply(400, error_body("invalid", "the request target is not a valid path", "target"));
-        return;
-    }
+    asio::co_spawn(ex_, answer(std::move(req)),
+                   [self = shared_from_this(), done = std::move(done)](std::exception_ptr e,
+                                                                       api_response res) {
+                       // answer() catches everything; an allocation failure may still get here.
+                       if (e)
+                           res = reply(500, error_body("internal", "internal error"));
+                       done(std::move(res));
+                   });
+}
+
+// GCC 12 warns -Wmismatched-new-delete on this frame: a known false positive with Asio's
+// awaitable frame allocator (recycled blocks through aligned_new), not a real mismatch.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+admin_api::response admin_api::answer(api_request req) {
+    request r;
+    r.http = std::move(req);
+    auto parsed = boost::urls::parse_origin_form(r.http.target);
+    if (!parsed)
+        co_return reply(400,
+                        error_body("invalid", "the request target is not a valid path", "target"));
+    std::vector<std::string> segments;
     for (auto seg : parsed->segments())
-        c->segments.push_back(std::string(seg));
+        segments.push_back(std::string(seg));
     // "/admin/policies/" names the collection, like "/admin/policies".
-    if (!c->segments.empty() && c->segments.back().empty())
-        c->segments.pop_back();
+    if (!segments.empty() && segments.back().empty())
+        segments.pop_back();
     for (auto p : parsed->params(boost::urls::encoding_opts(true)))
-        c->params.emplace(std::string(p.key), std::string(p.value));
+        r.params.emplace(std::string(p.key), std::string(p.value));
+
+    auto route = routes().find(segments, r.http.method);
+    if (route.result == route_table<handler>::outcome::not_found)
+        co_return reply(404, error_body("not_found", "no such endpoint", "path"));
+    if (route.result == route_table<handler>::outcome::method_not_allowed) {
+        auto res = reply(405, error_body("method_not_allowed",
+                                         std::string(http::to_string(r.http.method)) +
+                                             " is not allowed here; allowed: " + route.allow));
+        res.allow = std::move(route.allow);
+        co_return res;
+    }
+    r.name = std::move(route.param);
     try {
-        route(c);
+        auto answered = co_await (this->*(*route.handler))(r);
+        co_return answered;
     } catch (const api_error& e) {
-        c->reply(e.status, e.body);
+        co_return reply(e.status, e.body);
     } catch (const config::config_error& e) {
-        c->reply(400, invalid_body(e));
+        co_return reply(400, invalid_body(e));
     } catch (const std::exception& e) {
-        spdlog::error("admin API: {} {}: {}", http::to_string(c->req.method), c->req.target,
+        spdlog::error("admin API: {} {}: {}", http::to_string(r.http.method), r.http.target,
                       e.what());
-        c->reply(500, error_body("internal", "internal error"));
+        co_return reply(500, error_body("internal", "internal error"));
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
-void admin_api::route(const std::shared_ptr<context>& c) {
-    using v = http::verb;
-    const auto& s = c->segments;
-    const v m = c->req.method;
-    auto not_found_path = [&] {
-        c->reply(404, error_body("not_found", "no such endpoint", "path"));
-    };
-    if (s.size() < 2 || s[0] != "admin")
-        return not_found_path();
-    const std::string& what = s[1];
-    if (s.size() == 2) {
-        if (what == "policies")
-            return m == v::get ? list_policies(c) : c->method_not_allowed("GET");
-        if (what == "tiers")
-            return m == v::get ? list_tiers(c) : c->method_not_allowed("GET");
-        if (what == "tokens")
-            return m == v::get ? list_tokens(c) : c->method_not_allowed("GET");
-        if (what == "buckets") {
-            if (m == v::get)
-                return show_bucket(c);
-            if (m == v::delete_)
-                return reset_bucket(c);
-            return c->method_not_allowed("GET, DELETE");
-        }
-        if (what == "override") {
-            if (m == v::get)
-                return get_override(c);
-            if (m == v::put)
-                return put_override(c);
-            if (m == v::delete_)
-                return delete_override(c);
-            return c->method_not_allowed("GET, PUT, DELETE");
-        }
-        if (what == "registration") {
-            if (m == v::get)
-                return get_registration(c);
-            if (m == v::put)
-                return put_registration(c);
-            return c->method_not_allowed("GET, PUT");
-        }
-        if (what == "access") {
-            if (m == v::get)
-                return get_access(c);
-            if (m == v::put)
-                return put_access(c);
-            return c->method_not_allowed("GET, PUT");
-        }
-        if (what == "shadow") {
-            if (m == v::get)
-                return get_shadow(c);
-            if (m == v::put)
-                return put_shadow(c);
-            return c->method_not_allowed("GET, PUT");
-        }
-        if (what == "stats")
-            return m == v::get ? stats(c) : c->method_not_allowed("GET");
-        return not_found_path();
+admin_api::response admin_api::change(const control_plane::mutation& m, const describer& describe,
+                                      unsigned success_status) {
+    auto result = co_await rules_.update(m);
+    if (result.status != 200)
+        co_return reply(result.status, std::move(result.body));
+    json out;
+    try {
+        out = describe(result);
+    } catch (const std::exception& e) {
+        out = json::object();  // stored and applied; only the description failed
+        spdlog::warn("admin API: describing the change failed: {}", e.what());
     }
-    if (s.size() == 3) {
-        const std::string& name = s[2];
-        if (what == "policies") {
-            if (m == v::get)
-                return get_policy(c, name);
-            if (m == v::put)
-                return put_policy(c, name);
-            if (m == v::delete_)
-                return delete_policy(c, name);
-            return c->method_not_allowed("GET, PUT, DELETE");
-        }
-        if (what == "tiers") {
-            if (m == v::get)
-                return get_tier(c, name);
-            if (m == v::put)
-                return put_tier(c, name);
-            if (m == v::delete_)
-                return delete_tier(c, name);
-            return c->method_not_allowed("GET, PUT, DELETE");
-        }
-        if (what == "tokens") {
-            if (m == v::get)
-                return get_token(c, name);
-            if (m == v::patch)
-                return patch_token(c, name);
-            if (m == v::delete_)
-                return delete_token(c, name);
-            return c->method_not_allowed("GET, PATCH, DELETE");
-        }
-    }
-    not_found_path();
-}
-
-void admin_api::update(const std::shared_ptr<context>& c, control_plane::impl::mutation m,
-                       std::function<json(const update_result&)> answer, unsigned success_status) {
-    rules_->update(std::move(m), [c, answer = std::move(answer), success_status](update_result r) {
-        if (r.status != 200)
-            return c->reply(r.status, std::move(r.body));
-        json out;
-        try {
-            out = answer(r);
-        } catch (const std::exception& e) {
-            out = json::object();  // stored and applied; only the description failed
-            spdlog::warn("admin API: describing the change failed: {}", e.what());
-        }
-        out["version"] = r.version;
-        c->reply(success_status, std::move(out));
-    });
+    out["version"] = result.version;
+    co_return reply(success_status, std::move(out));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -399,581 +268,448 @@ json tier_out(const limit::tier& t, const limit::rule_set& rules, const json& ov
 }
 }  // namespace
 
-void admin_api::list_policies(const std::shared_ptr<context>& c) {
-    auto snap = rules_->snapshot();
+admin_api::response admin_api::list_policies(request&) {
+    auto snap = rules_.snapshot();
     json list = json::array();
     for (const auto& p : snap.rules->policies())
         list.push_back(policy_out(p, *snap.overlay));
-    c->reply(200, {{"policies", std::move(list)}, {"version", snap.rules->version()}});
+    co_return reply(200, {{"policies", std::move(list)}, {"version", snap.rules->version()}});
 }
 
-void admin_api::get_policy(const std::shared_ptr<context>& c, const std::string& name) {
-    auto snap = rules_->snapshot();
+admin_api::response admin_api::get_policy(request& r) {
+    const std::string& name = r.name;
+    auto snap = rules_.snapshot();
     const auto* p = snap.rules->find_policy(name);
     if (!p)
-        return c->reply(404, not_found("policy", name));
-    c->reply(200, policy_out(*p, *snap.overlay));
+        co_return reply(404, not_found("policy", name));
+    co_return reply(200, policy_out(*p, *snap.overlay));
 }
 
-void admin_api::put_policy(const std::shared_ptr<context>& c, const std::string& name) {
+admin_api::response admin_api::put_policy(request& r) {
+    const std::string& name = r.name;
     if (!config::is_valid_name(name))
-        return c->reply(
+        co_return reply(
             400, error_body("invalid", "a policy name is 1 to 64 letters, digits, '_', '-', '.'",
                             "name"));
-    if (!c->json_body())
-        return;
-    json body = c->body;
+    r.read_json_body();
+    json body = r.body;
     if (auto it = body.find("name"); it != body.end() && *it != name)
-        return c->reply(400, error_body("invalid", "does not match the name in the path", "name"));
+        co_return reply(400, error_body("invalid", "does not match the name in the path", "name"));
     body["name"] = name;
     // Field errors named as the overlay names them ("policies.<name>.<field>").
     config::policy_from_json(body, "policies." + name);
-    const bool existed = rules_->current()->find_policy(name) != nullptr;
-    update(
-        c,
-        [name, body](json& overlay, const limit::rule_set&) {
-            member_object(overlay, "policies")[name] = body;
-        },
-        [name](const update_result& r) {
-            json out = config::policy_to_json(*r.rules->find_policy(name));
-            out["name"] = name;
-            out["source"] = "admin";
-            return out;
-        },
-        existed ? 200 : 201);
+    const bool existed = rules_.current()->find_policy(name) != nullptr;
+    const control_plane::mutation m = [name, body](json& overlay, const limit::rule_set&) {
+        member_object(overlay, "policies")[name] = body;
+    };
+    const describer describe = [name](const update_result& u) {
+        json out = config::policy_to_json(*u.rules->find_policy(name));
+        out["name"] = name;
+        out["source"] = "admin";
+        return out;
+    };
+    auto answered = co_await change(m, describe, existed ? 200 : 201);
+    co_return answered;
 }
 
-void admin_api::delete_policy(const std::shared_ptr<context>& c, const std::string& name) {
-    auto in_file = rules_->file_rules()->find_policy(name) != nullptr;
-    update(
-        c,
-        [name, in_file, cp = rules_](json& overlay, const limit::rule_set& before) {
-            if (!before.find_policy(name))
-                throw api_error(404, not_found("policy", name));
-            std::vector<std::string> users;
-            // The implicit tier holds whatever policies exist: it never blocks a delete.
-            if (!cp->tiers_implicit(overlay))
-                for (const auto& t : before.tiers())
-                    if (in_list(t.policies, name))
-                        users.push_back(t.name);
-            if (!users.empty()) {
-                std::string list;
-                for (const auto& u : users)
-                    list += (list.empty() ? "" : ", ") + u;
-                throw api_error(409, error_body("conflict",
-                                                "policy '" + name + "' is used by tier(s) " + list +
-                                                    "; take it out of them first",
-                                                "name"));
-            }
-            json& policies = member_object(overlay, "policies");
-            if (in_file)
-                policies[name] = nullptr;  // hides the config file's policy
-            else
-                policies.erase(name);
-        },
-        [name](const update_result&) {
-            return json{{"deleted", name}};
-        });
+admin_api::response admin_api::delete_policy(request& r) {
+    const std::string& name = r.name;
+    auto in_file = rules_.file_rules()->find_policy(name) != nullptr;
+    const control_plane::mutation m = [name, in_file, cp = &rules_](json& overlay,
+                                                                    const limit::rule_set& before) {
+        if (!before.find_policy(name))
+            throw api_error(404, not_found("policy", name));
+        std::vector<std::string> users;
+        // The implicit tier holds whatever policies exist: it never blocks a delete.
+        if (!cp->tiers_implicit(overlay))
+            for (const auto& t : before.tiers())
+                if (in_list(t.policies, name))
+                    users.push_back(t.name);
+        if (!users.empty()) {
+            std::string list;
+            for (const auto& u : users)
+                list += (list.empty() ? "" : ", ") + u;
+            throw api_error(409, error_body("conflict",
+                                            "policy '" + name + "' is used by tier(s) " + list +
+                                                "; take it out of them first",
+                                            "name"));
+        }
+        json& policies = member_object(overlay, "policies");
+        if (in_file)
+            policies[name] = nullptr;  // hides the config file's policy
+        else
+            policies.erase(name);
+    };
+    const describer describe = [name](const update_result&) { return json{{"deleted", name}}; };
+    auto answered = co_await change(m, describe);
+    co_return answered;
 }
 
 // ---------------------------------------------------------------------------------------
 // Tiers
 
-void admin_api::list_tiers(const std::shared_ptr<context>& c) {
-    auto snap = rules_->snapshot();
-    const bool implicit = rules_->tiers_implicit(*snap.overlay);
+admin_api::response admin_api::list_tiers(request&) {
+    auto snap = rules_.snapshot();
+    const bool implicit = rules_.tiers_implicit(*snap.overlay);
     json list = json::array();
     for (const auto& t : snap.rules->tiers())
         list.push_back(tier_out(t, *snap.rules, *snap.overlay, implicit));
-    c->reply(200, {{"default_tier", snap.rules->default_tier()},
-                   {"tiers", std::move(list)},
-                   {"version", snap.rules->version()}});
+    co_return reply(200, {{"default_tier", snap.rules->default_tier()},
+                          {"tiers", std::move(list)},
+                          {"version", snap.rules->version()}});
 }
 
-void admin_api::get_tier(const std::shared_ptr<context>& c, const std::string& name) {
-    auto snap = rules_->snapshot();
+admin_api::response admin_api::get_tier(request& r) {
+    const std::string& name = r.name;
+    auto snap = rules_.snapshot();
     const auto* t = snap.rules->find_tier(name);
     if (!t)
-        return c->reply(404, not_found("tier", name));
-    c->reply(200, tier_out(*t, *snap.rules, *snap.overlay, rules_->tiers_implicit(*snap.overlay)));
+        co_return reply(404, not_found("tier", name));
+    co_return reply(200,
+                    tier_out(*t, *snap.rules, *snap.overlay, rules_.tiers_implicit(*snap.overlay)));
 }
 
-void admin_api::put_tier(const std::shared_ptr<context>& c, const std::string& name) {
+admin_api::response admin_api::put_tier(request& r) {
+    const std::string& name = r.name;
     if (!config::is_valid_name(name))
-        return c->reply(
+        co_return reply(
             400,
             error_body("invalid", "a tier name is 1 to 64 letters, digits, '_', '-', '.'", "name"));
-    if (!c->json_body())
-        return;
-    json body = c->body;
+    r.read_json_body();
+    json body = r.body;
     if (auto it = body.find("name"); it != body.end()) {
         if (*it != name)
-            return c->reply(400,
+            co_return reply(400,
                             error_body("invalid", "does not match the name in the path", "name"));
         body.erase("name");
     }
     bool make_default = false;
     if (auto it = body.find("default"); it != body.end()) {
         if (!it->is_boolean())
-            return c->reply(400, error_body("invalid", "must be true or false", "default"));
+            co_return reply(400, error_body("invalid", "must be true or false", "default"));
         make_default = it->get<bool>();
         body.erase("default");
     }
     config::tier_from_json(name, body, "tiers." + name);
-    const bool existed = rules_->current()->find_tier(name) != nullptr;
-    update(
-        c,
-        [name, body, make_default](json& overlay, const limit::rule_set&) {
-            member_object(overlay, "tiers")[name] = body;
-            if (make_default)
-                overlay["default_tier"] = name;
-        },
-        [name](const update_result& r) {
-            const auto* t = r.rules->find_tier(name);
-            json out = config::tier_to_json(*t);
-            out["name"] = name;
-            out["default"] = r.rules->default_tier() == name;
-            out["source"] = "admin";
-            return out;
-        },
-        existed ? 200 : 201);
+    const bool existed = rules_.current()->find_tier(name) != nullptr;
+    const control_plane::mutation m = [name, body, make_default](json& overlay,
+                                                                 const limit::rule_set&) {
+        member_object(overlay, "tiers")[name] = body;
+        if (make_default)
+            overlay["default_tier"] = name;
+    };
+    const describer describe = [name](const update_result& u) {
+        const auto* t = u.rules->find_tier(name);
+        json out = config::tier_to_json(*t);
+        out["name"] = name;
+        out["default"] = u.rules->default_tier() == name;
+        out["source"] = "admin";
+        return out;
+    };
+    auto answered = co_await change(m, describe, existed ? 200 : 201);
+    co_return answered;
 }
 
-void admin_api::delete_tier(const std::shared_ptr<context>& c, const std::string& name) {
-    auto in_file = rules_->file_rules()->find_tier(name) != nullptr;
-    update(
-        c,
-        [name, in_file](json& overlay, const limit::rule_set& before) {
-            if (!before.find_tier(name))
-                throw api_error(404, not_found("tier", name));
-            if (before.default_tier() == name)
-                throw api_error(409, error_body("conflict",
-                                                "'" + name +
-                                                    "' is the default tier; make another tier "
-                                                    "the default first",
-                                                "name"));
-            json& tiers = member_object(overlay, "tiers");
-            if (in_file)
-                tiers[name] = nullptr;
-            else
-                tiers.erase(name);
-        },
-        [name](const update_result&) {
-            return json{{"deleted", name}};
-        });
+admin_api::response admin_api::delete_tier(request& r) {
+    const std::string& name = r.name;
+    auto in_file = rules_.file_rules()->find_tier(name) != nullptr;
+    const control_plane::mutation m = [name, in_file](json& overlay,
+                                                      const limit::rule_set& before) {
+        if (!before.find_tier(name))
+            throw api_error(404, not_found("tier", name));
+        if (before.default_tier() == name)
+            throw api_error(409, error_body("conflict",
+                                            "'" + name +
+                                                "' is the default tier; make another tier "
+                                                "the default first",
+                                            "name"));
+        json& tiers = member_object(overlay, "tiers");
+        if (in_file)
+            tiers[name] = nullptr;
+        else
+            tiers.erase(name);
+    };
+    const describer describe = [name](const update_result&) { return json{{"deleted", name}}; };
+    auto answered = co_await change(m, describe);
+    co_return answered;
 }
 
 // ---------------------------------------------------------------------------------------
-// Tokens
+// Tokens: HTTP to auth::token_records calls. A change to a token also bumps the rules
+// version, so that every instance drops its token caches within one poll.
 
-void admin_api::list_tokens(const std::shared_ptr<context>& c) {
+asio::awaitable<auth::token_ref> admin_api::find_token(const std::string& raw_id) {
+    auto id = auth::token_records::normalize_id(raw_id);
+    if (!id)
+        throw api_error(
+            400,
+            error_body("invalid", "a token id is the 16 hex digits the token list shows", "id"));
+    auto found = co_await tokens_.find(*id);
+    switch (found.status) {
+        case auth::record_status::ok:
+            break;
+        case auth::record_status::not_found:
+            throw api_error(404, no_token(*id));
+        case auth::record_status::ambiguous:
+            throw api_error(409,
+                            error_body("conflict", "several tokens share the id " + *id, "id"));
+        case auth::record_status::unavailable:
+            throw api_error(503, unavailable());
+    }
+    co_return std::move(found.value);
+}
+
+admin_api::response admin_api::list_tokens(request& r) {
     std::size_t page = default_page_size;
-    if (const auto* n = c->param("count")) {
+    if (const auto* n = r.param("count")) {
         std::size_t v = 0;
         auto [end, ec] = std::from_chars(n->data(), n->data() + n->size(), v);
         if (ec != std::errc() || end != n->data() + n->size() || v == 0 || v > max_page_size)
-            return c->reply(
+            co_return reply(
                 400, error_body("invalid", "a number from 1 to " + std::to_string(max_page_size),
                                 "count"));
         page = v;
     }
     std::string cursor = "0";
-    if (const auto* cur = c->param("cursor")) {
+    if (const auto* cur = r.param("cursor")) {
         if (cur->empty() || cur->size() > 20 ||
             !std::ranges::all_of(*cur, [](char ch) { return ch >= '0' && ch <= '9'; }))
-            return c->reply(400,
+            co_return reply(400,
                             error_body("invalid", "not a cursor from a previous page", "cursor"));
         cursor = *cur;
     }
-    struct state {
-        std::shared_ptr<context> c;
-        std::string cursor;
-        std::size_t page;
-        int rounds = 0;
-        json tokens = json::array();
-        std::string pattern;
-    };
-    auto st = std::make_shared<state>();
-    st->c = c;
-    st->cursor = cursor;
-    st->page = page;
-    st->pattern = glob_escape(token_key_prefix_) + "[{]*";
-    auto self = shared_from_this();
-    auto step = std::make_shared<std::function<void()>>();
-    *step = [self, st, step] {
-        const std::string count = std::to_string(std::max<std::size_t>(st->page, 100));
-        const std::string_view args[] = {"SCAN", st->cursor, "MATCH", st->pattern, "COUNT", count};
-        self->rules_->redis().command(args, [self, st, step](redis::outcome o, redis::reply&& r) {
-            if (o != redis::outcome::ok || r.type != redis::reply_type::array ||
-                r.elements.size() != 2) {
-                *step = nullptr;  // breaks the cycle
-                return st->c->reply(503, unavailable());
-            }
-            st->cursor = r.elements[0].str;
-            ++st->rounds;
-            std::vector<std::pair<std::string, std::string>> keys;  // key, id
-            for (const auto& k : r.elements[1].elements) {
-                auto id = id_of_key(k.str, self->token_key_prefix_);
-                if (!id.empty())
-                    keys.emplace_back(k.str, std::move(id));
-            }
-            auto finish_round = [self, st, step] {
-                if (st->cursor == "0" || st->tokens.size() >= st->page ||
-                    st->rounds >= max_scan_rounds) {
-                    *step = nullptr;
-                    return st->c->reply(200, {{"tokens", std::move(st->tokens)},
-                                              {"cursor", st->cursor},
-                                              {"complete", st->cursor == "0"}});
-                }
-                (*step)();
-            };
-            if (keys.empty())
-                return finish_round();
-            // One HMGET per key, all sent in this loop turn (pipelined).
-            auto pending = std::make_shared<std::size_t>(keys.size());
-            auto records = std::make_shared<std::vector<json>>(keys.size());
-            auto failed = std::make_shared<bool>(false);
-            for (std::size_t i = 0; i < keys.size(); ++i) {
-                std::vector<std::string_view> hmget{"HMGET", keys[i].first};
-                hmget.insert(hmget.end(), std::begin(token_fields), std::end(token_fields));
-                self->rules_->redis().command(
-                    hmget, [st, step, i, id = keys[i].second, pending, records, failed,
-                            finish_round](redis::outcome o, redis::reply&& r) {
-                        if (o != redis::outcome::ok || r.type != redis::reply_type::array)
-                            *failed = true;
-                        else if (r.elements.size() == 5 &&
-                                 r.elements[0].type == redis::reply_type::string)
-                            (*records)[i] = token_record(id, r);  // gone meanwhile: skipped
-                        if (--*pending > 0)
-                            return;
-                        if (*failed) {
-                            *step = nullptr;
-                            return st->c->reply(503, unavailable());
-                        }
-                        for (auto& rec : *records)
-                            if (!rec.is_null())
-                                st->tokens.push_back(std::move(rec));
-                        finish_round();
-                    });
-            }
-        });
-    };
-    (*step)();
+    auto listed = co_await tokens_.list(cursor, page);
+    if (listed.status != auth::record_status::ok)
+        co_return reply(503, unavailable());
+    json tokens = json::array();
+    for (const auto& t : listed.value.tokens)
+        tokens.push_back(token_out(t));
+    const bool complete = listed.value.cursor == "0";
+    co_return reply(200, {{"tokens", std::move(tokens)},
+                          {"cursor", std::move(listed.value.cursor)},
+                          {"complete", complete}});
 }
 
-// SCAN for "{prefix}:token:{<id>*" to the end of the keyspace; exactly one key must match.
-void admin_api::find_token(const std::shared_ptr<context>& c, const std::string& raw_id,
-                           std::function<void(const std::string& key)> found) {
-    std::string id = raw_id;
-    std::ranges::transform(id, id.begin(),
-                           [](char ch) { return std::tolower(static_cast<unsigned char>(ch)); });
-    if (id.size() != token_id_length || !is_lower_hex(id))
-        return c->reply(
-            400,
-            error_body("invalid", "a token id is the 16 hex digits the token list shows", "id"));
-    struct state {
-        std::string cursor = "0";
-        std::string pattern;
-        std::vector<std::string> matches;
-    };
-    auto st = std::make_shared<state>();
-    st->pattern = glob_escape(token_key_prefix_) + "[{]" + id + "*";
-    auto self = shared_from_this();
-    auto step = std::make_shared<std::function<void()>>();
-    *step = [self, c, st, step, id, found = std::move(found)] {
-        const std::string_view args[] = {"SCAN", st->cursor, "MATCH", st->pattern, "COUNT", "1000"};
-        self->rules_->redis().command(
-            args, [self, c, st, step, id, found](redis::outcome o, redis::reply&& r) {
-                if (o != redis::outcome::ok || r.type != redis::reply_type::array ||
-                    r.elements.size() != 2) {
-                    *step = nullptr;
-                    return c->reply(503, unavailable());
-                }
-                st->cursor = r.elements[0].str;
-                for (const auto& k : r.elements[1].elements)
-                    if (id_of_key(k.str, self->token_key_prefix_) == id &&
-                        std::ranges::find(st->matches, k.str) == st->matches.end())
-                        st->matches.push_back(k.str);
-                if (st->cursor != "0")
-                    return (*step)();
-                *step = nullptr;
-                if (st->matches.empty())
-                    return c->reply(404, error_body("not_found", "no token with id " + id, "id"));
-                if (st->matches.size() > 1)
-                    return c->reply(
-                        409, error_body("conflict", "several tokens share the id " + id, "id"));
-                found(st->matches.front());
-            });
-    };
-    (*step)();
+admin_api::response admin_api::get_token(request& r) {
+    auto token = co_await find_token(r.name);
+    auto record = co_await tokens_.read(token);
+    if (record.status == auth::record_status::not_found)
+        co_return reply(404, no_token(token.id));
+    if (record.status != auth::record_status::ok)
+        co_return reply(503, unavailable());
+    co_return reply(200, token_out(record.value));
 }
 
-void admin_api::get_token(const std::shared_ptr<context>& c, const std::string& id) {
-    auto self = shared_from_this();
-    find_token(c, id, [self, c](const std::string& key) {
-        std::vector<std::string_view> hmget{"HMGET", key};
-        hmget.insert(hmget.end(), std::begin(token_fields), std::end(token_fields));
-        auto token_id = id_of_key(key, self->token_key_prefix_);
-        self->rules_->redis().command(hmget, [c, token_id](redis::outcome o, redis::reply&& r) {
-            if (o != redis::outcome::ok || r.type != redis::reply_type::array ||
-                r.elements.size() != 5)
-                return c->reply(503, unavailable());
-            if (r.elements[0].type != redis::reply_type::string)
-                return c->reply(404, error_body("not_found", "no token with id " + token_id, "id"));
-            c->reply(200, token_record(token_id, r));
-        });
-    });
-}
-
-void admin_api::patch_token(const std::shared_ptr<context>& c, const std::string& id) {
-    if (!c->json_body() || !c->only_fields({"tier", "overrides"}))
-        return;
-    auto rules = rules_->current();
-    std::vector<std::string> fields;  // field, value ("" deletes)
-    if (auto it = c->body.find("tier"); it != c->body.end()) {
+admin_api::response admin_api::patch_token(request& r) {
+    r.read_json_body();
+    r.only_fields({"tier", "overrides"});
+    auto rules = rules_.current();
+    auth::token_patch change;
+    if (auto it = r.body.find("tier"); it != r.body.end()) {
         if (!it->is_string())
-            return c->reply(400, error_body("invalid", "must be a tier name", "tier"));
-        const auto tier = it->get<std::string>();
+            co_return reply(400, error_body("invalid", "must be a tier name", "tier"));
+        auto tier = it->get<std::string>();
         if (!rules->find_tier(tier))
-            return c->reply(400, error_body("invalid", "no tier named '" + tier + "'", "tier"));
-        fields.push_back("tier");
-        fields.push_back(tier);
+            co_return reply(400, error_body("invalid", "no tier named '" + tier + "'", "tier"));
+        change.tier = std::move(tier);
     }
-    if (auto it = c->body.find("overrides"); it != c->body.end()) {
-        fields.push_back("overrides");
-        if (it->is_null()) {
-            fields.push_back("");
-        } else {
-            auto overrides = config::token_overrides_from_json(*it, "overrides");
-            for (const auto& [policy, o] : overrides)
+    if (auto it = r.body.find("overrides"); it != r.body.end()) {
+        // null removes them, as an empty object does.
+        change.overrides.emplace();
+        if (!it->is_null()) {
+            *change.overrides = config::token_overrides_from_json(*it, "overrides");
+            for (const auto& [policy, o] : *change.overrides)
                 if (!rules->find_policy(policy))
-                    return c->reply(400, error_body("invalid", "no policy named '" + policy + "'",
+                    co_return reply(400, error_body("invalid", "no policy named '" + policy + "'",
                                                     "overrides." + policy));
-            fields.push_back(overrides.empty() ? std::string()
-                                               : config::token_overrides_to_json(overrides).dump());
         }
     }
-    if (fields.empty())
-        return c->reply(400,
+    if (!change.tier && !change.overrides)
+        co_return reply(400,
                         error_body("invalid", "nothing to change: give tier or overrides", "body"));
-    auto self = shared_from_this();
-    find_token(c, id, [self, c, fields = std::move(fields)](const std::string& key) {
-        const std::string_view keys[] = {key};
-        std::vector<std::string_view> argv(fields.begin(), fields.end());
-        patch_token_script().run(
-            self->rules_->redis(), keys, argv, [self, c, key](redis::outcome o, redis::reply&& r) {
-                if (o != redis::outcome::ok || r.type != redis::reply_type::integer)
-                    return c->reply(503, unavailable());
-                auto token_id = id_of_key(key, self->token_key_prefix_);
-                if (r.integer == 0)
-                    return c->reply(404,
-                                    error_body("not_found", "no token with id " + token_id, "id"));
-                // Bump the version: every instance rebuilds its rules and drops its token
-                // caches, so the new tier applies everywhere within a poll.
-                self->rules_->update(
-                    [](json&, const limit::rule_set&) {},
-                    [self, c, key, token_id](update_result u) {
-                        std::vector<std::string_view> hmget{"HMGET", key};
-                        hmget.insert(hmget.end(), std::begin(token_fields), std::end(token_fields));
-                        self->rules_->redis().command(
-                            hmget, [c, token_id, u](redis::outcome o, redis::reply&& r) {
-                                if (o != redis::outcome::ok || r.type != redis::reply_type::array ||
-                                    r.elements.size() != 5)
-                                    return c->reply(503, unavailable());
-                                json out = token_record(token_id, r);
-                                out["propagated"] = u.status == 200;
-                                if (u.status == 200)
-                                    out["version"] = u.version;
-                                c->reply(200, std::move(out));
-                            });
-                    });
-            });
-    });
+    auto token = co_await find_token(r.name);
+    const auto patched = co_await tokens_.patch(token, change);
+    if (patched == auth::record_status::unavailable)
+        co_return reply(503, unavailable());
+    if (patched == auth::record_status::not_found)
+        co_return reply(404, no_token(token.id));
+    // The new tier or numbers apply everywhere within a poll.
+    auto bumped = co_await rules_.bump_version();
+    auto record = co_await tokens_.read(token);
+    if (record.status == auth::record_status::not_found)
+        co_return reply(404, no_token(token.id));
+    if (record.status != auth::record_status::ok)
+        co_return reply(503, unavailable());
+    json out = token_out(record.value);
+    out["propagated"] = bumped.status == 200;
+    if (bumped.status == 200)
+        out["version"] = bumped.version;
+    co_return reply(200, std::move(out));
 }
 
-void admin_api::delete_token(const std::shared_ptr<context>& c, const std::string& id) {
-    auto self = shared_from_this();
-    find_token(c, id, [self, c](const std::string& key) {
-        const std::string_view args[] = {"DEL", key};
-        auto token_id = id_of_key(key, self->token_key_prefix_);
-        self->rules_->redis().command(args, [self, c, token_id](redis::outcome o,
-                                                                redis::reply&& r) {
-            if (o != redis::outcome::ok || r.type != redis::reply_type::integer)
-                return c->reply(503, unavailable());
-            if (r.integer == 0)
-                return c->reply(404, error_body("not_found", "no token with id " + token_id, "id"));
-            spdlog::info("admin API: token {} revoked", token_id);
-            // The token is gone from Redis; bumping the version makes every instance drop its
-            // token caches (and the known-token fallback) within one poll.
-            self->rules_->update(
-                [](json&, const limit::rule_set&) {},
-                [c, token_id](update_result u) {
-                    json out = {{"revoked", token_id}, {"propagated", u.status == 200}};
-                    if (u.status == 200)
-                        out["version"] = u.version;
-                    else
-                        out["message"] =
-                            "revoked in Redis; other instances forget it when "
-                            "their token cache entry expires";
-                    c->reply(200, std::move(out));
-                });
-        });
-    });
+admin_api::response admin_api::delete_token(request& r) {
+    auto token = co_await find_token(r.name);
+    const auto revoked = co_await tokens_.revoke(token);
+    if (revoked == auth::record_status::unavailable)
+        co_return reply(503, unavailable());
+    if (revoked == auth::record_status::not_found)
+        co_return reply(404, no_token(token.id));
+    spdlog::info("admin API: token {} revoked", token.id);
+    // Every instance drops its token caches (and the known-token fallback) within one poll.
+    auto bumped = co_await rules_.bump_version();
+    json out = {{"revoked", token.id}, {"propagated", bumped.status == 200}};
+    if (bumped.status == 200)
+        out["version"] = bumped.version;
+    else
+        out["message"] =
+            "revoked in Redis; other instances forget it when their token cache entry expires";
+    co_return reply(200, std::move(out));
 }
 
 // ---------------------------------------------------------------------------------------
 // Buckets
 
-void admin_api::show_bucket(const std::shared_ptr<context>& c) {
-    const auto* policy = c->param("policy");
-    const auto* bucket = c->param("key");
+admin_api::response admin_api::show_bucket(request& r) {
+    const auto* policy = r.param("policy");
+    const auto* bucket = r.param("key");
     if (!policy || policy->empty())
-        return c->reply(400, error_body("invalid", "the policy name is required", "policy"));
+        co_return reply(400, error_body("invalid", "the policy name is required", "policy"));
     if (!bucket || bucket->empty())
-        return c->reply(400, error_body("invalid",
-                                        "the bucket is required: global, a client address, a token "
-                                        "id, or 'id METHOD /path'",
+        co_return reply(400, error_body("invalid",
+                                        "the bucket is required: global, a client address, a "
+                                        "token id, or 'id METHOD /path'",
                                         "key"));
-    auto rules = rules_->current();
+    auto rules = rules_.current();
     const auto* p = rules->find_policy(*policy);
     if (!p)
-        return c->reply(404, not_found("policy", *policy, "policy"));
-    auto key = limit::bucket_key(prefix_, p->name, *bucket);
+        co_return reply(404, not_found("policy", *policy, "policy"));
+    const auto key = limit::bucket_key(rules_.key_prefix(), p->name, *bucket);
     json out = {{"policy", p->name},
                 {"algorithm", limit::to_string(p->algo)},
                 {"bucket", *bucket},
                 {"key", key},
                 {"layout", layout_of(p->algo)}};
+    auto& redis = rules_.redis();
     const std::string_view type_args[] = {"TYPE", key};
-    auto self = shared_from_this();
-    rules_->redis().command(type_args, [self, c, key, out = std::move(out)](
-                                           redis::outcome o, redis::reply&& type) mutable {
-        if (o != redis::outcome::ok || type.type != redis::reply_type::status)
-            return c->reply(503, unavailable());
-        out["type"] = type.str;
-        auto with_ttl = [self, c, key](json out) {
-            const std::string_view ttl_args[] = {"PTTL", key};
-            self->rules_->redis().command(
-                ttl_args, [c, out = std::move(out)](redis::outcome o, redis::reply&& r) mutable {
-                    if (o != redis::outcome::ok || r.type != redis::reply_type::integer)
-                        return c->reply(503, unavailable());
-                    out["ttl_ms"] = r.integer >= 0 ? json(r.integer) : json();
-                    c->reply(200, std::move(out));
-                });
-        };
-        if (type.str == "none") {
-            out["exists"] = false;
-            out["state"] = nullptr;
-            out["ttl_ms"] = nullptr;
-            return c->reply(200, std::move(out));
+    auto type = co_await auth::await_command(redis, type_args);
+    if (!type.ok() || type.reply.type != redis::reply_type::status)
+        co_return reply(503, unavailable());
+    out["type"] = type.reply.str;
+    if (type.reply.str == "none") {
+        out["exists"] = false;
+        out["state"] = nullptr;
+        out["ttl_ms"] = nullptr;
+        co_return reply(200, std::move(out));
+    }
+    out["exists"] = true;
+    const bool hash = type.reply.str == "hash";
+    if (!hash && type.reply.str != "string") {
+        out["state"] = nullptr;
+    } else {
+        const std::string_view read_args[] = {hash ? "HGETALL" : "GET", key};
+        auto read = co_await auth::await_command(redis, read_args);
+        if (!read.ok() || read.reply.type == redis::reply_type::error)
+            co_return reply(503, unavailable());
+        json state = json::object();
+        if (hash) {
+            const auto& e = read.reply.elements;
+            for (std::size_t i = 0; i + 1 < e.size(); i += 2)
+                state[e[i].str] = e[i + 1].str;
+        } else {
+            state["value"] = read.reply.str;
         }
-        out["exists"] = true;
-        const bool hash = type.str == "hash";
-        const std::string_view args[] = {hash ? "HGETALL" : "GET", key};
-        if (!hash && type.str != "string") {
-            out["state"] = nullptr;
-            return with_ttl(std::move(out));
-        }
-        self->rules_->redis().command(args, [c, hash, with_ttl, out = std::move(out)](
-                                                redis::outcome o, redis::reply&& r) mutable {
-            if (o != redis::outcome::ok || r.type == redis::reply_type::error)
-                return c->reply(503, unavailable());
-            json state = json::object();
-            if (hash) {
-                for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2)
-                    state[r.elements[i].str] = r.elements[i + 1].str;
-            } else {
-                state["value"] = r.str;
-            }
-            out["state"] = std::move(state);
-            with_ttl(std::move(out));
-        });
-    });
+        out["state"] = std::move(state);
+    }
+    const std::string_view ttl_args[] = {"PTTL", key};
+    auto ttl = co_await auth::await_command(redis, ttl_args);
+    if (!ttl.ok() || ttl.reply.type != redis::reply_type::integer)
+        co_return reply(503, unavailable());
+    out["ttl_ms"] = ttl.reply.integer >= 0 ? json(ttl.reply.integer) : json();
+    co_return reply(200, std::move(out));
 }
 
-void admin_api::reset_bucket(const std::shared_ptr<context>& c) {
-    const auto* policy = c->param("policy");
-    const auto* bucket = c->param("key");
+admin_api::response admin_api::reset_bucket(request& r) {
+    const auto* policy = r.param("policy");
+    const auto* bucket = r.param("key");
     if (!policy || policy->empty())
-        return c->reply(400, error_body("invalid", "the policy name is required", "policy"));
+        co_return reply(400, error_body("invalid", "the policy name is required", "policy"));
     if (!bucket || bucket->empty())
-        return c->reply(400, error_body("invalid", "the bucket is required", "key"));
-    auto rules = rules_->current();
+        co_return reply(400, error_body("invalid", "the bucket is required", "key"));
+    auto rules = rules_.current();
     const auto* p = rules->find_policy(*policy);
     if (!p)
-        return c->reply(404, not_found("policy", *policy, "policy"));
-    auto key = limit::bucket_key(prefix_, p->name, *bucket);
+        co_return reply(404, not_found("policy", *policy, "policy"));
+    const auto key = limit::bucket_key(rules_.key_prefix(), p->name, *bucket);
     const std::string_view args[] = {"DEL", key};
-    auto self = shared_from_this();
-    rules_->redis().command(args, [self, c, key, policy = p->name, bucket = *bucket](
-                                      redis::outcome o, redis::reply&& r) {
-        if (o != redis::outcome::ok || r.type != redis::reply_type::integer)
-            return c->reply(503, unavailable());
-        spdlog::info("admin API: bucket {} reset", key);
-        json out = {
-            {"policy", policy}, {"bucket", bucket}, {"key", key}, {"deleted", r.integer > 0}};
-        // Instances remember keys known to be over their limit until the retry time; the
-        // version bump makes them forget, so the reset takes effect at once everywhere.
-        self->rules_->update([](json&, const limit::rule_set&) {},
-                             [c, out = std::move(out)](update_result u) mutable {
-                                 out["propagated"] = u.status == 200;
-                                 c->reply(200, std::move(out));
-                             });
-    });
+    auto del = co_await auth::await_command(rules_.redis(), args);
+    if (!del.ok() || del.reply.type != redis::reply_type::integer)
+        co_return reply(503, unavailable());
+    spdlog::info("admin API: bucket {} reset", key);
+    json out = {
+        {"policy", p->name}, {"bucket", *bucket}, {"key", key}, {"deleted", del.reply.integer > 0}};
+    // Instances remember keys known to be over their limit until the retry time; the version
+    // bump makes them forget, so the reset takes effect at once everywhere.
+    auto bumped = co_await rules_.bump_version();
+    out["propagated"] = bumped.status == 200;
+    co_return reply(200, std::move(out));
 }
 
 // ---------------------------------------------------------------------------------------
 // Override, registration, access lists, shadow mode, stats
 
-void admin_api::get_override(const std::shared_ptr<context>& c) {
-    auto rules = rules_->current();
+admin_api::response admin_api::get_override(request&) {
+    auto rules = rules_.current();
     json out = config::override_to_json(rules->override_state());
     out["active"] = rules->override_state().active();
-    c->reply(200, std::move(out));
+    co_return reply(200, std::move(out));
 }
 
-void admin_api::put_override(const std::shared_ptr<context>& c) {
-    if (!c->json_body())
-        return;
-    json body = c->body;
+admin_api::response admin_api::put_override(request& r) {
+    r.read_json_body();
+    json body = r.body;
     config::override_from_json(body, "override");
-    update(
-        c, [body](json& overlay, const limit::rule_set&) { overlay["override"] = body; },
-        [](const update_result& r) {
-            json out = config::override_to_json(r.rules->override_state());
-            out["active"] = r.rules->override_state().active();
-            return out;
-        });
+    const control_plane::mutation m = [body](json& overlay, const limit::rule_set&) {
+        overlay["override"] = body;
+    };
+    const describer describe = [](const update_result& u) {
+        json out = config::override_to_json(u.rules->override_state());
+        out["active"] = u.rules->override_state().active();
+        return out;
+    };
+    auto answered = co_await change(m, describe);
+    co_return answered;
 }
 
-void admin_api::delete_override(const std::shared_ptr<context>& c) {
-    update(
-        c,
-        [](json& overlay, const limit::rule_set&) {
-            // Explicitly lifted (not just removed: lifts one from the config file too).
-            overlay["override"] = config::override_to_json(limit::emergency_override{});
-        },
-        [](const update_result& r) {
-            json out = config::override_to_json(r.rules->override_state());
-            out["active"] = r.rules->override_state().active();
-            return out;
-        });
+admin_api::response admin_api::delete_override(request&) {
+    const control_plane::mutation m = [](json& overlay, const limit::rule_set&) {
+        // Explicitly lifted (not just removed: lifts one from the config file too).
+        overlay["override"] = config::override_to_json(limit::emergency_override{});
+    };
+    const describer describe = [](const update_result& u) {
+        json out = config::override_to_json(u.rules->override_state());
+        out["active"] = u.rules->override_state().active();
+        return out;
+    };
+    auto answered = co_await change(m, describe);
+    co_return answered;
 }
 
-void admin_api::get_registration(const std::shared_ptr<context>& c) {
-    c->reply(200, config::registration_to_json(rules_->current()->registration()));
+admin_api::response admin_api::get_registration(request&) {
+    co_return reply(200, config::registration_to_json(rules_.current()->registration()));
 }
 
-void admin_api::put_registration(const std::shared_ptr<context>& c) {
-    if (!c->json_body())
-        return;
-    json body = c->body;
+admin_api::response admin_api::put_registration(request& r) {
+    r.read_json_body();
+    json body = r.body;
     config::registration_from_json(body, "registration");
-    update(
-        c, [body](json& overlay, const limit::rule_set&) { overlay["registration"] = body; },
-        [](const update_result& r) {
-            return config::registration_to_json(r.rules->registration());
-        });
+    const control_plane::mutation m = [body](json& overlay, const limit::rule_set&) {
+        overlay["registration"] = body;
+    };
+    const describer describe = [](const update_result& u) {
+        return config::registration_to_json(u.rules->registration());
+    };
+    auto answered = co_await change(m, describe);
+    co_return answered;
 }
 
 namespace {
@@ -983,47 +719,50 @@ json access_out(const limit::rule_set& rules) {
 }
 }  // namespace
 
-void admin_api::get_access(const std::shared_ptr<context>& c) {
-    c->reply(200, access_out(*rules_->current()));
+admin_api::response admin_api::get_access(request&) {
+    co_return reply(200, access_out(*rules_.current()));
 }
 
-void admin_api::put_access(const std::shared_ptr<context>& c) {
-    if (!c->json_body() || !c->only_fields({"bypass", "block"}))
-        return;
-    json body = c->body;
+admin_api::response admin_api::put_access(request& r) {
+    r.read_json_body();
+    r.only_fields({"bypass", "block"});
+    json body = r.body;
     if (body.empty())
-        return c->reply(400, error_body("invalid", "give bypass, block or both", "body"));
+        co_return reply(400, error_body("invalid", "give bypass, block or both", "body"));
     for (const auto& [k, v] : body.items())
         config::access_list_from_json(v, k);
-    update(
-        c,
-        [body](json& overlay, const limit::rule_set&) {
-            for (const auto& [k, v] : body.items())
-                overlay[k] = v;
-        },
-        [](const update_result& r) { return access_out(*r.rules); });
+    const control_plane::mutation m = [body](json& overlay, const limit::rule_set&) {
+        for (const auto& [k, v] : body.items())
+            overlay[k] = v;
+    };
+    const describer describe = [](const update_result& u) { return access_out(*u.rules); };
+    auto answered = co_await change(m, describe);
+    co_return answered;
 }
 
-void admin_api::get_shadow(const std::shared_ptr<context>& c) {
-    c->reply(200, {{"enabled", rules_->current()->shadow_all()}});
+admin_api::response admin_api::get_shadow(request&) {
+    co_return reply(200, {{"enabled", rules_.current()->shadow_all()}});
 }
 
-void admin_api::put_shadow(const std::shared_ptr<context>& c) {
-    if (!c->json_body() || !c->only_fields({"enabled"}))
-        return;
-    auto it = c->body.find("enabled");
-    if (it == c->body.end() || !it->is_boolean())
-        return c->reply(400, error_body("invalid", "must be true or false", "enabled"));
+admin_api::response admin_api::put_shadow(request& r) {
+    r.read_json_body();
+    r.only_fields({"enabled"});
+    auto it = r.body.find("enabled");
+    if (it == r.body.end() || !it->is_boolean())
+        co_return reply(400, error_body("invalid", "must be true or false", "enabled"));
     const bool enabled = it->get<bool>();
-    update(
-        c, [enabled](json& overlay, const limit::rule_set&) { overlay["shadow_mode"] = enabled; },
-        [](const update_result& r) {
-            return json{{"enabled", r.rules->shadow_all()}};
-        });
+    const control_plane::mutation m = [enabled](json& overlay, const limit::rule_set&) {
+        overlay["shadow_mode"] = enabled;
+    };
+    const describer describe = [](const update_result& u) {
+        return json{{"enabled", u.rules->shadow_all()}};
+    };
+    auto answered = co_await change(m, describe);
+    co_return answered;
 }
 
-void admin_api::stats(const std::shared_ptr<context>& c) {
-    auto rules = rules_->current();
+admin_api::response admin_api::stats(request&) {
+    auto rules = rules_.current();
     json list = json::array();
     for (const auto& p : rules->policies()) {
         json j = {{"name", p.name}, {"allowed", 0}, {"denied", 0}, {"shadow_denied", 0}};
@@ -1039,9 +778,9 @@ void admin_api::stats(const std::shared_ptr<context>& c) {
                 {"policies", std::move(list)},
                 {"override_active", rules->override_state().active()},
                 {"shadow_mode", rules->shadow_all()}};
-    if (rules_->runtime_stats_)
-        out["runtime"] = rules_->runtime_stats_();
-    c->reply(200, std::move(out));
+    if (auto runtime = rules_.runtime_stats())
+        out["runtime"] = std::move(*runtime);
+    co_return reply(200, std::move(out));
 }
 
 }  // namespace ratelimit_proxy::admin

@@ -1,17 +1,25 @@
 #pragma once
 
-// Private to src/admin: the admin API's routes, independent of the HTTP transport. Runs on
-// the control io_context; every Redis call is asynchronous.
+// Private to src/admin: the admin API, independent of the HTTP transport. A route table
+// (resource + method -> handler) picks the handler; handlers translate HTTP to calls on the
+// control plane (policies, tiers, lists: the overlay) and on auth::token_records (tokens).
+// Runs on the control io_context; every Redis call is asynchronous.
 
 #include <nlohmann/json.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <functional>
+#include <initializer_list>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 
-#include "control_plane_impl.hpp"
+#include "ratelimit_proxy/admin/control_plane.hpp"
+#include "ratelimit_proxy/admin/route_table.hpp"
+#include "ratelimit_proxy/auth/token_records.hpp"
 
 namespace ratelimit_proxy::admin {
 
@@ -32,55 +40,75 @@ using api_responder = std::function<void(api_response)>;
 
 class admin_api : public std::enable_shared_from_this<admin_api> {
   public:
-    admin_api(std::shared_ptr<control_plane::impl> rules, std::string key_prefix);
+    // `rules` outlives this object and every request it answers.
+    admin_api(boost::asio::any_io_executor ex, control_plane& rules);
 
-    // Routes an authenticated request; `done` is called exactly once, on the control
-    // io_context (maybe before handle returns).
+    // Answers an authenticated request; `done` is called exactly once, on the control
+    // io_context, never before handle returns.
     void handle(api_request req, api_responder done);
 
   private:
-    struct context;
-    void route(const std::shared_ptr<context>& c);
+    // One request as the handlers see it.
+    struct request {
+        api_request http;
+        std::string name;  // the "{name}" segment of the route
+        std::map<std::string, std::string, std::less<>> params;
+        nlohmann::json body;
 
-    void list_policies(const std::shared_ptr<context>& c);
-    void get_policy(const std::shared_ptr<context>& c, const std::string& name);
-    void put_policy(const std::shared_ptr<context>& c, const std::string& name);
-    void delete_policy(const std::shared_ptr<context>& c, const std::string& name);
+        // Parses the body as a JSON object into `body`; throws api_error (415, 400) if not.
+        void read_json_body();
+        // Throws api_error (400) for a body field other than these.
+        void only_fields(std::initializer_list<std::string_view> allowed) const;
+        const std::string* param(std::string_view key) const;
+    };
+    using response = boost::asio::awaitable<api_response>;
+    using handler = response (admin_api::*)(request&);
 
-    void list_tiers(const std::shared_ptr<context>& c);
-    void get_tier(const std::shared_ptr<context>& c, const std::string& name);
-    void put_tier(const std::shared_ptr<context>& c, const std::string& name);
-    void delete_tier(const std::shared_ptr<context>& c, const std::string& name);
+    static const route_table<handler>& routes();
 
-    void list_tokens(const std::shared_ptr<context>& c);
-    void find_token(const std::shared_ptr<context>& c, const std::string& id,
-                    std::function<void(const std::string& key)> found);
-    void get_token(const std::shared_ptr<context>& c, const std::string& id);
-    void patch_token(const std::shared_ptr<context>& c, const std::string& id);
-    void delete_token(const std::shared_ptr<context>& c, const std::string& id);
+    response answer(api_request req);
 
-    void show_bucket(const std::shared_ptr<context>& c);
-    void reset_bucket(const std::shared_ptr<context>& c);
+    response list_policies(request& r);
+    response get_policy(request& r);
+    response put_policy(request& r);
+    response delete_policy(request& r);
 
-    void get_override(const std::shared_ptr<context>& c);
-    void put_override(const std::shared_ptr<context>& c);
-    void delete_override(const std::shared_ptr<context>& c);
-    void get_registration(const std::shared_ptr<context>& c);
-    void put_registration(const std::shared_ptr<context>& c);
-    void get_access(const std::shared_ptr<context>& c);
-    void put_access(const std::shared_ptr<context>& c);
-    void get_shadow(const std::shared_ptr<context>& c);
-    void put_shadow(const std::shared_ptr<context>& c);
-    void stats(const std::shared_ptr<context>& c);
+    response list_tiers(request& r);
+    response get_tier(request& r);
+    response put_tier(request& r);
+    response delete_tier(request& r);
 
-    // Runs an overlay update and answers with `answer(result)` on success.
-    void update(const std::shared_ptr<context>& c, control_plane::impl::mutation m,
-                std::function<nlohmann::json(const update_result&)> answer,
-                unsigned success_status = 200);
+    response list_tokens(request& r);
+    response get_token(request& r);
+    response patch_token(request& r);
+    response delete_token(request& r);
 
-    std::shared_ptr<control_plane::impl> rules_;
-    std::string prefix_;
-    std::string token_key_prefix_;  // "{prefix}:token:"
+    response show_bucket(request& r);
+    response reset_bucket(request& r);
+
+    response get_override(request& r);
+    response put_override(request& r);
+    response delete_override(request& r);
+    response get_registration(request& r);
+    response put_registration(request& r);
+    response get_access(request& r);
+    response put_access(request& r);
+    response get_shadow(request& r);
+    response put_shadow(request& r);
+    response stats(request& r);
+
+    using describer = std::function<nlohmann::json(const update_result&)>;
+    // Runs an overlay update; on success answers `describe(result)` plus the new version.
+    // Coroutines here take references, and callers pass named objects: GCC 12 mishandles
+    // class-type temporaries (closures, strings) in a co_await expression.
+    response change(const control_plane::mutation& m, const describer& describe,
+                    unsigned success_status = 200);
+    // The token with this id (as the client wrote it); throws api_error (400, 404, 409, 503).
+    boost::asio::awaitable<auth::token_ref> find_token(const std::string& raw_id);
+
+    boost::asio::any_io_executor ex_;
+    control_plane& rules_;
+    auth::token_records tokens_;
 };
 
 }  // namespace ratelimit_proxy::admin

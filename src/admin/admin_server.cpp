@@ -14,7 +14,7 @@
 #include <stdexcept>
 
 #include "admin_api.hpp"
-#include "control_plane_impl.hpp"
+#include "api_error.hpp"
 #include "ratelimit_proxy/admin/control_plane.hpp"
 #include "ratelimit_proxy/auth/token.hpp"
 
@@ -243,14 +243,13 @@ class session : public std::enable_shared_from_this<session> {
 
 class admin_server::impl : public std::enable_shared_from_this<admin_server::impl> {
   public:
-    impl(asio::io_context& io, const config::settings& file,
-         std::shared_ptr<control_plane::impl> rules)
+    impl(asio::io_context& io, const config::settings& file, control_plane& rules)
         : io_(io), acceptor_(io), retry_(io), bind_address_(file.admin.bind_address) {
         if (file.admin.token.empty())
             return;
         auto state = std::make_shared<shared_state>();
         state->token_digest = auth::sha256(file.admin.token);
-        state->api = std::make_shared<admin_api>(std::move(rules), file.redis.key_prefix);
+        state->api = std::make_shared<admin_api>(io.get_executor(), rules);
         state_ = std::move(state);
     }
 
@@ -337,7 +336,7 @@ class admin_server::impl : public std::enable_shared_from_this<admin_server::imp
 };
 
 admin_server::admin_server(asio::io_context& io, const config::settings& file, control_plane& rules)
-    : impl_(std::make_shared<impl>(io, file, rules.impl_)) {}
+    : impl_(std::make_shared<impl>(io, file, rules)) {}
 
 admin_server::~admin_server() = default;
 

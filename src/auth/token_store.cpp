@@ -10,6 +10,7 @@
 
 #include "ratelimit_proxy/config/config.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
+#include "ratelimit_proxy/limit/keys.hpp"
 
 namespace ratelimit_proxy::auth {
 
@@ -77,7 +78,7 @@ token_store::token_store(redis::connection& conn, redis::circuit_breaker& breake
       cache_size_(cache_size) {}
 
 std::string token_store::key_for(const digest& d) const {
-    return key_prefix_ + ":token:{" + to_hex(d) + "}";
+    return limit::token_key(key_prefix_, to_hex(d));
 }
 
 bool token_store::cached(std::string_view token, identity& out) {

@@ -109,14 +109,6 @@ std::optional<key_kind> key_kind_from(std::string_view s) {
 
 namespace {
 
-void append_key_head(std::string& key, std::string_view key_prefix, std::string_view policy_name) {
-    key += '{';
-    key += key_prefix;
-    key += "}:rl:";
-    key += policy_name;
-    key += ':';
-}
-
 void append_bucket_id(std::string& out, key_kind k, std::string_view token_id,
                       std::string_view client_address, std::string_view method,
                       std::string_view path) {
@@ -144,15 +136,6 @@ void append_bucket_id(std::string& out, key_kind k, std::string_view token_id,
 
 }  // namespace
 
-std::string bucket_key(std::string_view key_prefix, std::string_view policy_name,
-                       std::string_view bucket) {
-    std::string key;
-    key.reserve(key_prefix.size() + policy_name.size() + bucket.size() + 8);
-    append_key_head(key, key_prefix, policy_name);
-    key += bucket;
-    return key;
-}
-
 std::string bucket_id(key_kind k, std::string_view token_id, std::string_view client_address,
                       std::string_view method, std::string_view path) {
     std::string id;
@@ -164,7 +147,7 @@ void assign_bucket_key(std::string& key, std::string_view key_prefix, std::strin
                        key_kind k, std::string_view token_id, std::string_view client_address,
                        std::string_view method, std::string_view path) {
     key.clear();
-    append_key_head(key, key_prefix, policy_name);
+    append_bucket_key_head(key, key_prefix, policy_name);
     append_bucket_id(key, k, token_id, client_address, method, path);
 }
 

@@ -50,8 +50,9 @@ class known_tokens {
     std::unordered_map<digest, identity, digest_hash> tokens_;
 };
 
-// Tokens live in Redis as {prefix}:token:{sha256-hex} hashes. One store per worker thread;
-// its cache is that thread's alone, so no lock is taken on the request path.
+// Tokens live in Redis as hashes at limit::token_key (keys.hpp), fields as token_records.hpp
+// lists them. One store per worker thread; its cache is that thread's alone, so no lock is
+// taken on the request path.
 class token_store {
   public:
     token_store(redis::connection& conn, redis::circuit_breaker& breaker, known_tokens& known,

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "ratelimit_proxy/limit/keys.hpp"
+
 namespace ratelimit_proxy::limit {
 
 enum class algorithm { token_bucket, gcra, sliding_window, fixed_window };
@@ -85,19 +87,13 @@ std::string_view to_string(key_kind k);
 std::optional<algorithm> algorithm_from(std::string_view s);
 std::optional<key_kind> key_kind_from(std::string_view s);
 
-// The Redis key of one bucket: "{" + prefix + "}:rl:" + policy name + ":" + bucket, e.g.
-// "{rlp}:rl:daily:3f2a9c0d1e4b5a6f". The hash tag is the prefix so that every key of one
-// multi-policy check lands in one Redis Cluster slot.
-std::string bucket_key(std::string_view key_prefix, std::string_view policy_name,
-                       std::string_view bucket);
-
 // The bucket part of a key: "global"; the client address; the token id; or
 // token id + " " + method + " " + path (the request path without its query) for token_route.
 std::string bucket_id(key_kind k, std::string_view token_id, std::string_view client_address,
                       std::string_view method, std::string_view path);
 
-// bucket_key(prefix, name, bucket_id(...)) written over `key`, whose capacity is reused: the
-// per-request form, with no allocation once the string has grown to size.
+// bucket_key(prefix, name, bucket_id(...)) (keys.hpp) written over `key`, whose capacity is reused:
+// the per-request form, with no allocation once the string has grown to size.
 void assign_bucket_key(std::string& key, std::string_view key_prefix, std::string_view policy_name,
                        key_kind k, std::string_view token_id, std::string_view client_address,
                        std::string_view method, std::string_view path);
