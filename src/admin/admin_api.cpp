@@ -8,12 +8,12 @@
 #include <charconv>
 
 #include "api_error.hpp"
-#include "ratelimit_proxy/auth/redis_await.hpp"
+#include "ratelimit_proxy/common/http_text.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
 #include "ratelimit_proxy/limit/keys.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
 #include "ratelimit_proxy/limit/policy_script.hpp"
-#include "ratelimit_proxy/proxy/http_text.hpp"
+#include "ratelimit_proxy/redis/awaitable.hpp"
 
 namespace ratelimit_proxy::admin {
 
@@ -28,7 +28,8 @@ constexpr std::size_t max_page_size = 1000;
 
 bool is_json_media_type(std::string_view content_type) {
     auto semi = content_type.find(';');
-    return proxy::ascii_iequals(proxy::trim_ows(content_type.substr(0, semi)), "application/json");
+    return common::ascii_iequals(common::trim_ows(content_type.substr(0, semi)),
+                                 "application/json");
 }
 
 api_response reply(unsigned status, json body) {
@@ -104,8 +105,8 @@ void admin_api::request::read_json_body() {
     // `curl -d '{...}'` labels JSON as a form: take it when the body is JSON all the same.
     const bool form_label =
         http.content_type.empty() ||
-        proxy::ascii_iequals(
-            proxy::trim_ows(http.content_type.substr(0, http.content_type.find(';'))),
+        common::ascii_iequals(
+            common::trim_ows(http.content_type.substr(0, http.content_type.find(';'))),
             "application/x-www-form-urlencoded");
     if (!http.body.empty() && !is_json_media_type(http.content_type) &&
         !(form_label && json::accept(http.body)))
@@ -591,7 +592,7 @@ admin_api::response admin_api::show_bucket(request& r) {
                 {"layout", layout_of(p->algo)}};
     auto& redis = rules_.redis();
     const std::string_view type_args[] = {"TYPE", key};
-    auto type = co_await auth::await_command(redis, type_args);
+    auto type = co_await redis::await_command(redis, type_args);
     if (!type.ok() || type.reply.type != redis::reply_type::status)
         co_return reply(503, unavailable());
     out["type"] = type.reply.str;
@@ -607,7 +608,7 @@ admin_api::response admin_api::show_bucket(request& r) {
         out["state"] = nullptr;
     } else {
         const std::string_view read_args[] = {hash ? "HGETALL" : "GET", key};
-        auto read = co_await auth::await_command(redis, read_args);
+        auto read = co_await redis::await_command(redis, read_args);
         if (!read.ok() || read.reply.type == redis::reply_type::error)
             co_return reply(503, unavailable());
         json state = json::object();
@@ -621,7 +622,7 @@ admin_api::response admin_api::show_bucket(request& r) {
         out["state"] = std::move(state);
     }
     const std::string_view ttl_args[] = {"PTTL", key};
-    auto ttl = co_await auth::await_command(redis, ttl_args);
+    auto ttl = co_await redis::await_command(redis, ttl_args);
     if (!ttl.ok() || ttl.reply.type != redis::reply_type::integer)
         co_return reply(503, unavailable());
     out["ttl_ms"] = ttl.reply.integer >= 0 ? json(ttl.reply.integer) : json();
@@ -641,7 +642,7 @@ admin_api::response admin_api::reset_bucket(request& r) {
         co_return reply(404, not_found("policy", *policy, "policy"));
     const auto key = limit::bucket_key(rules_.key_prefix(), p->name, *bucket);
     const std::string_view args[] = {"DEL", key};
-    auto del = co_await auth::await_command(rules_.redis(), args);
+    auto del = co_await redis::await_command(rules_.redis(), args);
     if (!del.ok() || del.reply.type != redis::reply_type::integer)
         co_return reply(503, unavailable());
     spdlog::info("admin API: bucket {} reset", key);

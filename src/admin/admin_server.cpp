@@ -17,6 +17,7 @@
 #include "api_error.hpp"
 #include "ratelimit_proxy/admin/control_plane.hpp"
 #include "ratelimit_proxy/auth/token.hpp"
+#include "ratelimit_proxy/config/host_port.hpp"
 
 namespace ratelimit_proxy::admin {
 
@@ -40,32 +41,6 @@ void fail(beast::error_code ec, const char* what) {
         ec == asio::error::connection_reset || ec == asio::error::broken_pipe)
         return;
     spdlog::debug("admin API: {}: {}", what, ec.message());
-}
-
-tcp::endpoint parse_endpoint(const std::string& address) {
-    const auto colon = address.rfind(':');
-    if (colon == std::string::npos)
-        throw std::runtime_error("admin bind address '" + address + "' has no port");
-    std::string host = address.substr(0, colon);
-    unsigned long port = 0;
-    try {
-        port = std::stoul(address.substr(colon + 1));
-    } catch (const std::exception&) {
-        throw std::runtime_error("admin bind address '" + address + "' has no valid port");
-    }
-    if (port > 65535)
-        throw std::runtime_error("admin bind address '" + address + "' has no valid port");
-    if (host.size() > 2 && host.front() == '[')
-        host = host.substr(1, host.size() - 2);
-    if (host == "localhost")
-        host = "127.0.0.1";
-    if (host == "*" || host.empty())
-        host = "0.0.0.0";
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(host, ec);
-    if (ec)
-        throw std::runtime_error("admin bind address '" + address + "': " + ec.message());
-    return {addr, static_cast<unsigned short>(port)};
 }
 
 // What every session shares: the admin token's digest and the routes.
@@ -244,7 +219,11 @@ class session : public std::enable_shared_from_this<session> {
 class admin_server::impl : public std::enable_shared_from_this<admin_server::impl> {
   public:
     impl(asio::io_context& io, const config::settings& file, control_plane& rules)
-        : io_(io), acceptor_(io), retry_(io), bind_address_(file.admin.bind_address) {
+        : io_(io),
+          acceptor_(io),
+          retry_(io),
+          bind_address_(file.admin.bind_address),
+          listen_(file.admin.listen) {
         if (file.admin.token.empty())
             return;
         auto state = std::make_shared<shared_state>();
@@ -258,7 +237,7 @@ class admin_server::impl : public std::enable_shared_from_this<admin_server::imp
             spdlog::warn("admin API disabled: ADMIN_TOKEN not set");
             return;
         }
-        const auto endpoint = parse_endpoint(bind_address_);
+        const auto endpoint = config::listen_endpoint(listen_);
         beast::error_code ec;
         acceptor_.open(endpoint.protocol(), ec);
         if (!ec)
@@ -329,7 +308,8 @@ class admin_server::impl : public std::enable_shared_from_this<admin_server::imp
     asio::io_context& io_;
     tcp::acceptor acceptor_;
     asio::steady_timer retry_;
-    std::string bind_address_;
+    std::string bind_address_;  // as configured, for the log
+    config::host_port listen_;
     std::shared_ptr<const shared_state> state_;
     std::list<std::weak_ptr<session>> sessions_;
     bool stopped_ = false;

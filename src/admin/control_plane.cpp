@@ -7,8 +7,9 @@
 
 #include "api_error.hpp"
 #include "overlay_state.hpp"
-#include "ratelimit_proxy/auth/redis_await.hpp"
+#include "ratelimit_proxy/config/rule_overlay.hpp"
 #include "ratelimit_proxy/limit/keys.hpp"
+#include "ratelimit_proxy/redis/awaitable.hpp"
 
 namespace ratelimit_proxy::admin {
 
@@ -57,7 +58,7 @@ control_plane::control_plane(asio::io_context& io, const config::settings& file,
       file_(file),
       redis_(io, connection_options_for(file)),
       timer_(io) {
-    auto base = limit::build_rule_set(file_, json::object(), 0);
+    auto base = config::build_rule_set(file_, json::object(), 0);
     current_ = base;
     file_rules_ = base;
     overlay_ = std::make_shared<const json>(json::object());
@@ -129,7 +130,7 @@ bool control_plane::tiers_implicit(const json& overlay) const {
 bool control_plane::apply(const json& overlay, std::uint64_t version, std::string_view why) {
     std::shared_ptr<const limit::rule_set> rules;
     try {
-        rules = limit::build_rule_set(file_, overlay, version);
+        rules = config::build_rule_set(file_, overlay, version);
     } catch (const config::config_error& e) {
         if (failed_version_ != version)
             spdlog::error("admin rules version {} is invalid ({}): keeping version {}", version,
@@ -169,7 +170,7 @@ void control_plane::reload_file(const config::settings& file) {
 void control_plane::rebuild_from_file(const config::settings& file) {
     std::shared_ptr<const limit::rule_set> base;
     try {
-        base = limit::build_rule_set(file, json::object(), 0);
+        base = config::build_rule_set(file, json::object(), 0);
     } catch (const std::exception& e) {
         spdlog::error("config reload: the rules do not build ({}); keeping the current rules",
                       e.what());
@@ -178,7 +179,7 @@ void control_plane::rebuild_from_file(const config::settings& file) {
     const json overlay = *snapshot().overlay;
     std::shared_ptr<const limit::rule_set> rules;
     try {
-        rules = limit::build_rule_set(file, overlay, applied_version_);
+        rules = config::build_rule_set(file, overlay, applied_version_);
     } catch (const std::exception& e) {
         spdlog::error(
             "config reload: the new file conflicts with the admin changes ({}); keeping the "
@@ -210,7 +211,7 @@ asio::awaitable<update_result> control_plane::update(const mutation& m) {
         if (stopped_)
             co_return fail(503, error_body("unavailable", "the admin API is shutting down"));
         const std::string_view mget[] = {"MGET", version_key_, state_key_};
-        auto read = co_await auth::await_command(redis_, mget);
+        auto read = co_await redis::await_command(redis_, mget);
         if (!read.ok())
             co_return fail(503, error_body("unavailable", "Redis did not answer"));
         const auto& r = read.reply;
@@ -226,7 +227,7 @@ asio::awaitable<update_result> control_plane::update(const mutation& m) {
         // The rules the overlay as read gives (what the mutation decides from).
         std::shared_ptr<const limit::rule_set> before;
         try {
-            before = limit::build_rule_set(file_, *overlay, *read_version);
+            before = config::build_rule_set(file_, *overlay, *read_version);
         } catch (const std::exception&) {
             before = current();  // the stored state is broken: decide from what runs
         }
@@ -245,7 +246,7 @@ asio::awaitable<update_result> control_plane::update(const mutation& m) {
         // Validate before anything is written: a change that fails changes nothing.
         std::shared_ptr<const limit::rule_set> rules;
         try {
-            rules = limit::build_rule_set(file_, next, *read_version + 1);
+            rules = config::build_rule_set(file_, next, *read_version + 1);
         } catch (const config::config_error& e) {
             co_return fail(400, invalid_body(e));
         } catch (const std::exception& e) {
@@ -255,7 +256,7 @@ asio::awaitable<update_result> control_plane::update(const mutation& m) {
         const std::string state = next.dump();
         const std::string_view keys[] = {version_key_, state_key_};
         const std::string_view argv[] = {expected, state};
-        auto written = co_await auth::await_script(compare_and_set(), redis_, keys, argv);
+        auto written = co_await redis::await_script(compare_and_set(), redis_, keys, argv);
         if (!written.ok())
             co_return fail(503, error_body("unavailable",
                                            "Redis did not answer; the change may or may not "
@@ -276,7 +277,7 @@ asio::awaitable<update_result> control_plane::update(const mutation& m) {
             co_return fail(503, error_body("unavailable", "unexpected reply from Redis"));
         if (*version != *read_version + 1) {  // cannot happen: the script compared
             try {
-                rules = limit::build_rule_set(file_, next, *version);
+                rules = config::build_rule_set(file_, next, *version);
             } catch (const std::exception&) {
             }
         }

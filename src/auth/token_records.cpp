@@ -4,9 +4,9 @@
 #include <charconv>
 #include <iterator>
 
-#include "ratelimit_proxy/auth/redis_await.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
 #include "ratelimit_proxy/limit/keys.hpp"
+#include "ratelimit_proxy/redis/awaitable.hpp"
 
 namespace ratelimit_proxy::auth {
 
@@ -57,12 +57,12 @@ token_record record_of(const std::string& id, const redis::reply& fields) {
     return t;
 }
 
-bool is_record_reply(const redis_answer& a) {
+bool is_record_reply(const redis::answer& a) {
     return a.ok() && a.reply.type == redis::reply_type::array &&
            a.reply.elements.size() == std::size(record_fields);
 }
 
-bool is_scan_reply(const redis_answer& a) {
+bool is_scan_reply(const redis::answer& a) {
     return a.ok() && a.reply.type == redis::reply_type::array && a.reply.elements.size() == 2;
 }
 
@@ -111,7 +111,7 @@ asio::awaitable<record_result<token_page>> token_records::list(const std::string
     const std::string scan_count = std::to_string(std::max<std::size_t>(count, 100));
     for (int rounds = 1;; ++rounds) {
         const std::string_view scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", scan_count};
-        auto a = co_await await_command(conn_, scan);
+        auto a = co_await redis::await_command(conn_, scan);
         if (!is_scan_reply(a))
             co_return out;
         cursor = a.reply.elements[0].str;
@@ -124,7 +124,7 @@ asio::awaitable<record_result<token_page>> token_records::list(const std::string
             ids.push_back(std::move(id));
             reads.push_back(hmget(k.str));
         }
-        auto records = co_await await_pipeline(conn_, reads);
+        auto records = co_await redis::await_pipeline(conn_, reads);
         for (const auto& r : records)
             if (!r.ok() || r.reply.type != redis::reply_type::array)
                 co_return out;
@@ -148,7 +148,7 @@ asio::awaitable<record_result<token_ref>> token_records::find(const std::string&
     std::string cursor = "0";
     do {
         const std::string_view scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        auto a = co_await await_command(conn_, scan);
+        auto a = co_await redis::await_command(conn_, scan);
         if (!is_scan_reply(a))
             co_return out;
         cursor = a.reply.elements[0].str;
@@ -172,7 +172,7 @@ asio::awaitable<record_result<token_ref>> token_records::find(const std::string&
 asio::awaitable<record_result<token_record>> token_records::read(const token_ref& t) {
     record_result<token_record> out;
     const std::vector<std::vector<std::string>> commands{hmget(t.key)};
-    auto answers = co_await await_pipeline(conn_, commands);
+    auto answers = co_await redis::await_pipeline(conn_, commands);
     const auto& a = answers.front();
     if (!is_record_reply(a))
         co_return out;
@@ -199,7 +199,7 @@ asio::awaitable<record_status> token_records::patch(const token_ref& t, const to
     }
     const std::string_view keys[] = {t.key};
     std::vector<std::string_view> argv(fields.begin(), fields.end());
-    auto a = co_await await_script(patch_script(), conn_, keys, argv);
+    auto a = co_await redis::await_script(patch_script(), conn_, keys, argv);
     if (!a.ok() || a.reply.type != redis::reply_type::integer)
         co_return record_status::unavailable;
     co_return a.reply.integer == 0 ? record_status::not_found : record_status::ok;
@@ -207,7 +207,7 @@ asio::awaitable<record_status> token_records::patch(const token_ref& t, const to
 
 asio::awaitable<record_status> token_records::revoke(const token_ref& t) {
     const std::string_view del[] = {"DEL", t.key};
-    auto a = co_await await_command(conn_, del);
+    auto a = co_await redis::await_command(conn_, del);
     if (!a.ok() || a.reply.type != redis::reply_type::integer)
         co_return record_status::unavailable;
     co_return a.reply.integer == 0 ? record_status::not_found : record_status::ok;

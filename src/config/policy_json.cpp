@@ -7,7 +7,7 @@
 #include <stdexcept>
 
 #include "json_reader.hpp"
-#include "ratelimit_proxy/proxy/cidr.hpp"
+#include "ratelimit_proxy/common/cidr.hpp"
 
 namespace ratelimit_proxy::config {
 
@@ -165,7 +165,7 @@ void validate_access_list(const limit::access_list& a, const std::string& path) 
         if (!is_lower_hex_id(a.token_ids[i]))
             throw config_error(indexed(path + ".tokens", i),
                                "must be a token id: 16 lowercase hex characters");
-    proxy::cidr_set probe;
+    common::cidr_set probe;
     for (std::size_t i = 0; i < a.cidrs.size(); ++i) {
         try {
             probe.add(a.cidrs[i]);

@@ -14,11 +14,11 @@
 #include <type_traits>
 
 #include "json_reader.hpp"
+#include "ratelimit_proxy/common/cidr.hpp"
+#include "ratelimit_proxy/common/http_text.hpp"
 #include "ratelimit_proxy/config/config.hpp"
 #include "ratelimit_proxy/config/host_port.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
-#include "ratelimit_proxy/proxy/cidr.hpp"
-#include "ratelimit_proxy/proxy/http_text.hpp"
 
 namespace ratelimit_proxy::config {
 
@@ -201,7 +201,7 @@ void validate_key_header(const std::string& label, const std::string& name) {
                                                            "X-Forwarded-For",
                                                            "X-Forwarded-Proto"};
     for (auto managed : managed_headers) {
-        if (proxy::ascii_iequals(name, managed))
+        if (common::ascii_iequals(name, managed))
             throw config_error(label,
                                "names " + std::string(managed) +
                                    ", which the proxy sets or removes itself; use the header "
@@ -393,7 +393,7 @@ std::vector<setting> make_table() {
               "CIDRs whose X-Forwarded-For is believed (comma-separated)",
               at(&settings::server, &server_settings::trusted_proxies),
               [](settings& s, const std::string& label) {
-                  proxy::cidr_set probe;
+                  common::cidr_set probe;
                   for (const auto& cidr : s.server.trusted_proxies) {
                       try {
                           probe.add(cidr);

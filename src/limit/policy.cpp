@@ -4,7 +4,7 @@
 #include <array>
 #include <utility>
 
-#include "ratelimit_proxy/proxy/http_text.hpp"
+#include "ratelimit_proxy/common/http_text.hpp"
 
 namespace ratelimit_proxy::limit {
 
@@ -33,8 +33,8 @@ std::string decode_path(std::string_view path) {
     out.reserve(path.size());
     for (std::size_t i = 0; i < path.size(); ++i) {
         if (path[i] == '%' && i + 2 < path.size()) {
-            int hi = proxy::hex_digit_value(path[i + 1]);
-            int lo = proxy::hex_digit_value(path[i + 2]);
+            int hi = common::hex_digit_value(path[i + 1]);
+            int lo = common::hex_digit_value(path[i + 2]);
             if (hi >= 0 && lo >= 0) {
                 char c = static_cast<char>(hi * 16 + lo);
                 if (c == '/')

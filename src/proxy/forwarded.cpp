@@ -1,30 +1,30 @@
 #include "ratelimit_proxy/proxy/forwarded.hpp"
 
-#include "ratelimit_proxy/proxy/http_text.hpp"
+#include "ratelimit_proxy/common/http_text.hpp"
 
 namespace ratelimit_proxy::proxy {
 
 namespace ip = boost::asio::ip;
 
 ip::address resolve_client_address(const ip::address& peer, std::string_view forwarded_for,
-                                   const cidr_set& trusted) {
-    ip::address client = unmapped(peer);
+                                   const common::cidr_set& trusted) {
+    ip::address client = common::unmapped(peer);
     // X-Forwarded-For from anyone but a trusted proxy is whatever the client wants it to be.
     if (trusted.empty() || !trusted.contains(client))
         return client;
     // Right to left: each trusted hop vouches for the entry left of it.
     while (!forwarded_for.empty()) {
         auto comma = forwarded_for.rfind(',');
-        auto entry = trim_ows(comma == std::string_view::npos ? forwarded_for
-                                                              : forwarded_for.substr(comma + 1));
+        auto entry = common::trim_ows(
+            comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
         forwarded_for =
             comma == std::string_view::npos ? std::string_view{} : forwarded_for.substr(0, comma);
         if (entry.empty())
             continue;  // "a, , b" or an empty header line: carries nothing
-        auto parsed = parse_address(entry);
+        auto parsed = common::parse_address(entry);
         if (!parsed)
             return client;  // "unknown", a port, garbage: trust nothing further left
-        client = unmapped(*parsed);
+        client = common::unmapped(*parsed);
         if (!trusted.contains(client))
             return client;
     }
@@ -32,7 +32,7 @@ ip::address resolve_client_address(const ip::address& peer, std::string_view for
 }
 
 ip::address resolve_client_address(const ip::address& peer, const http::fields& fields,
-                                   const cidr_set& trusted) {
+                                   const common::cidr_set& trusted) {
     if (trusted.empty())
         return peer;
     std::string forwarded_for;

@@ -7,8 +7,8 @@
 #include <array>
 #include <string_view>
 
+#include "ratelimit_proxy/common/http_text.hpp"
 #include "ratelimit_proxy/proxy/forwarded.hpp"
-#include "ratelimit_proxy/proxy/http_text.hpp"
 
 namespace ratelimit_proxy::proxy {
 
@@ -37,7 +37,7 @@ void connection_names(const http::fields& fields, name_list& out) {
         std::string_view value = f.value();
         while (!value.empty()) {
             auto comma = value.find(',');
-            auto token = trim_ows(value.substr(0, comma));
+            auto token = common::trim_ows(value.substr(0, comma));
             if (!token.empty() && !beast::iequals(token, "content-length") &&
                 !beast::iequals(token, "host") && !beast::iequals(token, "transfer-encoding") &&
                 !beast::iequals(token, "connection"))

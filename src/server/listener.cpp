@@ -1,11 +1,11 @@
-#include "ratelimit_proxy/server/listener.hpp"
+#include "listener.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "ratelimit_proxy/server/session.hpp"
-#include "ratelimit_proxy/server/worker.hpp"
+#include "session.hpp"
+#include "worker.hpp"
 
 namespace ratelimit_proxy::server {
 

@@ -1,4 +1,4 @@
-#include "ratelimit_proxy/server/proxy_context.hpp"
+#include "proxy_context.hpp"
 
 #include <boost/asio/ssl/context.hpp>
 

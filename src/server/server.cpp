@@ -12,11 +12,11 @@
 #include <mutex>
 #include <thread>
 
+#include "listener.hpp"
+#include "proxy_context.hpp"
 #include "ratelimit_proxy/admin/control_plane.hpp"
 #include "ratelimit_proxy/config/host_port.hpp"
-#include "ratelimit_proxy/server/listener.hpp"
-#include "ratelimit_proxy/server/proxy_context.hpp"
-#include "ratelimit_proxy/server/worker.hpp"
+#include "worker.hpp"
 
 namespace ratelimit_proxy::server {
 

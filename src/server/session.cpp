@@ -1,4 +1,4 @@
-#include "ratelimit_proxy/server/session.hpp"
+#include "session.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -10,11 +10,11 @@
 #include <boost/container/static_vector.hpp>
 #include <cstring>
 
+#include "ratelimit_proxy/common/http_text.hpp"
 #include "ratelimit_proxy/proxy/forwarded.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
-#include "ratelimit_proxy/proxy/http_text.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
-#include "ratelimit_proxy/server/worker.hpp"
+#include "worker.hpp"
 
 namespace ratelimit_proxy::server {
 
@@ -54,7 +54,7 @@ bool acceptable_framing(const http::request_header<>& req) {
         return true;
     if (std::next(first) != last || req.version() < 11)
         return false;
-    return beast::iequals(proxy::trim_ows(first->value()), "chunked");
+    return beast::iequals(common::trim_ows(first->value()), "chunked");
 }
 
 }  // namespace

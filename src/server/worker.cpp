@@ -1,6 +1,6 @@
-#include "ratelimit_proxy/server/worker.hpp"
+#include "worker.hpp"
 
-#include "ratelimit_proxy/server/session.hpp"
+#include "session.hpp"
 
 namespace ratelimit_proxy::server {
 

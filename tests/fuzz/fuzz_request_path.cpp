@@ -5,8 +5,8 @@
 // for its security are checked. A violation is __builtin_trap(); ASan/UBSan catch memory errors
 // and undefined behaviour on the way.
 #include "ratelimit_proxy/auth/token.hpp"
+#include "ratelimit_proxy/common/http_text.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
-#include "ratelimit_proxy/proxy/http_text.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
 
 #include <boost/asio/buffer.hpp>
@@ -27,6 +27,7 @@ namespace {
 
 namespace http = boost::beast::http;
 namespace proxy = ratelimit_proxy::proxy;
+namespace common = ratelimit_proxy::common;
 namespace auth = ratelimit_proxy::auth;
 
 #define RLP_CHECK(cond)                                                                            \
@@ -48,10 +49,10 @@ bool climbs(std::string_view path) {
     std::string decoded;
     for (std::size_t i = 0; i < path.size(); ++i) {
         char c = path[i];
-        if (c == '%' && i + 2 < path.size() && proxy::hex_digit_value(path[i + 1]) >= 0 &&
-            proxy::hex_digit_value(path[i + 2]) >= 0) {
-            const char d = static_cast<char>(proxy::hex_digit_value(path[i + 1]) * 16 +
-                                             proxy::hex_digit_value(path[i + 2]));
+        if (c == '%' && i + 2 < path.size() && common::hex_digit_value(path[i + 1]) >= 0 &&
+            common::hex_digit_value(path[i + 2]) >= 0) {
+            const char d = static_cast<char>(common::hex_digit_value(path[i + 1]) * 16 +
+                                             common::hex_digit_value(path[i + 2]));
             if (d == '.' || d == '/' || d == '\\') {
                 c = d;
                 i += 2;
@@ -101,7 +102,7 @@ void check_bearer(std::string_view value) {
     // A view into the header value, after the scheme.
     RLP_CHECK(token->data() >= value.data() + 7 &&
               token->data() + token->size() <= value.data() + value.size());
-    RLP_CHECK(proxy::ascii_iequals(value.substr(0, 6), "bearer"));
+    RLP_CHECK(common::ascii_iequals(value.substr(0, 6), "bearer"));
     // Shape checks never throw or read out of bounds.
     (void)auth::looks_like_token(*token);
 }
@@ -121,11 +122,11 @@ void check_rewrite(const http::fields& original, const proxy::request_rewrite& r
         std::string_view value = it->value();
         while (true) {
             const auto comma = value.find(',');
-            const auto name = proxy::trim_ows(value.substr(0, comma));
-            if (!name.empty() && !proxy::ascii_iequals(name, "host") &&
-                !proxy::ascii_iequals(name, rewrite.key_header) &&
-                !proxy::ascii_iequals(name, "x-forwarded-for") &&
-                !proxy::ascii_iequals(name, "x-forwarded-proto"))
+            const auto name = common::trim_ows(value.substr(0, comma));
+            if (!name.empty() && !common::ascii_iequals(name, "host") &&
+                !common::ascii_iequals(name, rewrite.key_header) &&
+                !common::ascii_iequals(name, "x-forwarded-for") &&
+                !common::ascii_iequals(name, "x-forwarded-proto"))
                 RLP_CHECK(fields.count(name) == 0);
             if (comma == std::string_view::npos)
                 break;
@@ -136,7 +137,7 @@ void check_rewrite(const http::fields& original, const proxy::request_rewrite& r
     RLP_CHECK(fields.count(http::field::host) == 1);
     RLP_CHECK(fields[http::field::host] == rewrite.host_header);
     // The client's credentials are gone; the upstream key is there exactly once.
-    if (!proxy::ascii_iequals(rewrite.key_header, "authorization"))
+    if (!common::ascii_iequals(rewrite.key_header, "authorization"))
         RLP_CHECK(fields.count(http::field::authorization) == 0);
     RLP_CHECK(fields.count(rewrite.key_header) == 1);
     RLP_CHECK(fields[rewrite.key_header] == rewrite.key_value);

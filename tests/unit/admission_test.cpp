@@ -9,6 +9,7 @@
 #include "ratelimit_proxy/auth/token.hpp"
 #include "ratelimit_proxy/auth/token_store.hpp"
 #include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/config/rule_overlay.hpp"
 #include "ratelimit_proxy/limit/limiter.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
 #include "ratelimit_proxy/server/admission.hpp"
@@ -104,7 +105,7 @@ class AdmissionTest : public ::testing::Test {
     }
 
     void set_rules(const std::string& overlay) {
-        rules_ = limit::build_rule_set(settings_, nlohmann::json::parse(overlay));
+        rules_ = config::build_rule_set(settings_, nlohmann::json::parse(overlay));
         register_policy_.name = "register";
         register_policy_.key = limit::key_kind::client_ip;
         register_policy_.numbers.limit = rules_->registration().per_ip_per_minute;

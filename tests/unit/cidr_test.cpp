@@ -4,17 +4,17 @@
 
 #include <stdexcept>
 
-#include "ratelimit_proxy/proxy/cidr.hpp"
+#include "ratelimit_proxy/common/cidr.hpp"
 
-namespace proxy = ratelimit_proxy::proxy;
+namespace common = ratelimit_proxy::common;
 using boost::asio::ip::make_address;
 
 namespace {
 
 class CidrTest : public ::testing::Test {
   protected:
-    static proxy::cidr_set set_of(std::initializer_list<const char*> cidrs) {
-        proxy::cidr_set s;
+    static common::cidr_set set_of(std::initializer_list<const char*> cidrs) {
+        common::cidr_set s;
         for (const char* c : cidrs)
             s.add(c);
         return s;
@@ -69,7 +69,7 @@ TEST_F(CidrTest, Ipv4MappedIpv6MatchesIpv4Networks) {
 TEST_F(CidrTest, RejectsMalformedNetworksWithTheTextInTheMessage) {
     for (const char* bad : {"", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8x",
                             "10.0.0/8", "example.com", "10.0.0.0 /8", "/8"}) {
-        proxy::cidr_set s;
+        common::cidr_set s;
         try {
             s.add(bad);
             ADD_FAILURE() << "accepted \"" << bad << "\"";

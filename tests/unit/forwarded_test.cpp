@@ -6,6 +6,7 @@
 #include "ratelimit_proxy/proxy/forwarded.hpp"
 
 namespace proxy = ratelimit_proxy::proxy;
+namespace common = ratelimit_proxy::common;
 namespace http = boost::beast::http;
 using boost::asio::ip::make_address;
 
@@ -13,14 +14,14 @@ namespace {
 
 class ForwardedTest : public ::testing::Test {
   protected:
-    static proxy::cidr_set set_of(std::initializer_list<const char*> cidrs) {
-        proxy::cidr_set s;
+    static common::cidr_set set_of(std::initializer_list<const char*> cidrs) {
+        common::cidr_set s;
         for (const char* c : cidrs)
             s.add(c);
         return s;
     }
     static std::string resolve(const char* peer, std::string_view xff,
-                               const proxy::cidr_set& trusted) {
+                               const common::cidr_set& trusted) {
         return proxy::resolve_client_address(make_address(peer), xff, trusted).to_string();
     }
 };
@@ -28,7 +29,7 @@ class ForwardedTest : public ::testing::Test {
 }  // namespace
 
 TEST_F(ForwardedTest, WithoutTrustedProxiesThePeerIsTheClient) {
-    proxy::cidr_set none;
+    common::cidr_set none;
     EXPECT_EQ(resolve("198.51.100.7", "1.2.3.4", none), "198.51.100.7");
 }
 
@@ -68,7 +69,7 @@ TEST_F(ForwardedTest, GarbageEntryStopsTheWalkAtTheLastGoodAddress) {
 TEST_F(ForwardedTest, MappedPeerAndEntriesResolveToPlainIpv4) {
     auto trusted = set_of({"10.0.0.0/8"});
     EXPECT_EQ(resolve("::ffff:10.0.0.2", "::ffff:203.0.113.5", trusted), "203.0.113.5");
-    EXPECT_EQ(resolve("::ffff:198.51.100.7", "", proxy::cidr_set{}), "198.51.100.7");
+    EXPECT_EQ(resolve("::ffff:198.51.100.7", "", common::cidr_set{}), "198.51.100.7");
 }
 
 TEST_F(ForwardedTest, FieldsAreJoinedInOrderBeforeTheWalk) {
@@ -84,7 +85,7 @@ TEST_F(ForwardedTest, FieldsAreJoinedInOrderBeforeTheWalk) {
 TEST_F(ForwardedTest, WithoutTrustedProxiesFieldsAreIgnoredAndThePeerKeptAsIs) {
     http::fields f;
     f.insert("X-Forwarded-For", "203.0.113.5");
-    EXPECT_EQ(proxy::resolve_client_address(make_address("::ffff:10.0.0.2"), f, proxy::cidr_set{})
+    EXPECT_EQ(proxy::resolve_client_address(make_address("::ffff:10.0.0.2"), f, common::cidr_set{})
                   .to_string(),
               "::ffff:10.0.0.2");
 }

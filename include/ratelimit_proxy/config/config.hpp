@@ -150,10 +150,3 @@ unsigned worker_threads(const settings& s);
 limit::policy default_policy(const settings& s);
 
 }  // namespace ratelimit_proxy::config
-
-// Merge aid: src/admin still calls limit::build_rule_set. Delete these lines once its calls
-// read config::build_rule_set (with rule_overlay.hpp included there).
-#include "ratelimit_proxy/config/rule_overlay.hpp"
-namespace ratelimit_proxy::limit {
-using config::build_rule_set;
-}

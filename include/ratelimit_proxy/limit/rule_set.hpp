@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "ratelimit_proxy/common/cidr.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
-#include "ratelimit_proxy/proxy/cidr.hpp"
 
 namespace ratelimit_proxy::limit {
 
@@ -116,8 +116,8 @@ class rule_set {
     std::size_t default_tier_index_ = 0;  // into tiers_
     access_list bypass_;
     access_list block_;
-    proxy::cidr_set bypass_networks_;
-    proxy::cidr_set block_networks_;
+    common::cidr_set bypass_networks_;
+    common::cidr_set block_networks_;
     std::set<std::string, std::less<>> bypass_tokens_;  // lookups per request
     std::set<std::string, std::less<>> block_tokens_;
     emergency_override override_;

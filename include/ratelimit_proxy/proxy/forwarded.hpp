@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "ratelimit_proxy/proxy/cidr.hpp"
+#include "ratelimit_proxy/common/cidr.hpp"
 
 namespace ratelimit_proxy::proxy {
 
@@ -23,13 +23,13 @@ namespace http = boost::beast::http;
 // value joined with ",".
 boost::asio::ip::address resolve_client_address(const boost::asio::ip::address& peer,
                                                 std::string_view forwarded_for,
-                                                const cidr_set& trusted);
+                                                const common::cidr_set& trusted);
 
 // The same from a request's fields. Without trusted proxies the peer is the client as it is
 // (nothing is read or joined).
 boost::asio::ip::address resolve_client_address(const boost::asio::ip::address& peer,
                                                 const http::fields& fields,
-                                                const cidr_set& trusted);
+                                                const common::cidr_set& trusted);
 
 // The X-Forwarded-* fields of a request on its way upstream. The rewrite walks the fields
 // once; each one goes through take(), which keeps the X-Forwarded-For values in order, then

@@ -3,7 +3,7 @@
 #include <string_view>
 
 // Small text helpers for header values and URLs, shared so each rule is written once.
-namespace ratelimit_proxy::proxy {
+namespace ratelimit_proxy::common {
 
 // Removes optional whitespace (RFC 9110 5.6.3: spaces and tabs) around a value.
 inline std::string_view trim_ows(std::string_view s) {
@@ -37,4 +37,4 @@ inline int hex_digit_value(char c) {
     return -1;
 }
 
-}  // namespace ratelimit_proxy::proxy
+}  // namespace ratelimit_proxy::common

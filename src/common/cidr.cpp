@@ -1,10 +1,10 @@
-#include "ratelimit_proxy/proxy/cidr.hpp"
+#include "ratelimit_proxy/common/cidr.hpp"
 
 #include <boost/asio/ip/address.hpp>
 
 #include <stdexcept>
 
-namespace ratelimit_proxy::proxy {
+namespace ratelimit_proxy::common {
 
 namespace ip = boost::asio::ip;
 
@@ -90,4 +90,4 @@ bool cidr_set::contains(const boost::asio::ip::address& address) const {
     return false;
 }
 
-}  // namespace ratelimit_proxy::proxy
+}  // namespace ratelimit_proxy::common

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-namespace ratelimit_proxy::proxy {
+namespace ratelimit_proxy::common {
 
 // IPv4 and IPv6 networks ("10.0.0.0/8", "2001:db8::/32", or a bare address). An IPv4-mapped
 // IPv6 address ("::ffff:10.1.2.3") matches the IPv4 networks.
@@ -35,4 +35,4 @@ boost::asio::ip::address unmapped(const boost::asio::ip::address& a);
 // The address in `text`, or nothing if it is not one.
 std::optional<boost::asio::ip::address> parse_address(std::string_view text);
 
-}  // namespace ratelimit_proxy::proxy
+}  // namespace ratelimit_proxy::common

@@ -3,9 +3,9 @@
 #include <memory>
 
 #include "ratelimit_proxy/auth/token_store.hpp"
+#include "ratelimit_proxy/common/cidr.hpp"
 #include "ratelimit_proxy/config/config.hpp"
 #include "ratelimit_proxy/limit/memory_limiter.hpp"
-#include "ratelimit_proxy/proxy/cidr.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
@@ -23,7 +23,7 @@ struct proxy_context {
     config::settings settings;
     proxy::upstream_target upstream;
     proxy::request_rewrite rewrite;
-    proxy::cidr_set trusted_proxies;
+    common::cidr_set trusted_proxies;
     // The local fallback while Redis is away, and the store itself for STORE=memory.
     std::unique_ptr<limit::shared_memory_store> fallback;
     std::unique_ptr<limit::shared_memory_store> memory;

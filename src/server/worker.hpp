@@ -8,6 +8,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "proxy_context.hpp"
 #include "ratelimit_proxy/auth/token_store.hpp"
 #include "ratelimit_proxy/limit/deny_cache.hpp"
 #include "ratelimit_proxy/limit/redis_limiter.hpp"
@@ -16,7 +17,6 @@
 #include "ratelimit_proxy/redis/circuit_breaker.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
 #include "ratelimit_proxy/server/admission.hpp"
-#include "ratelimit_proxy/server/proxy_context.hpp"
 
 namespace ratelimit_proxy::server {
 
