@@ -58,7 +58,10 @@ settings parse_json(const std::string& json_text, const std::string& origin) {
     for (const auto& row : table) {
         if (!row.read_json)
             continue;
-        const auto [section, name] = split_path(row.path);
+        const std::pair<std::string_view, std::string_view> parts = split_path(row.path);
+        // Not a structured binding: clang 14 cannot capture one in the lambda below.
+        const std::string_view section = parts.first;
+        const std::string_view name = parts.second;
         if (section.empty()) {
             top.field(std::string(name), reader_of(row));
             continue;
