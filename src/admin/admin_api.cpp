@@ -570,21 +570,40 @@ admin_api::response admin_api::delete_token(request& r) {
 // ---------------------------------------------------------------------------------------
 // Buckets
 
-admin_api::response admin_api::show_bucket(request& r) {
-    const auto* policy = r.param("policy");
-    const auto* bucket = r.param("key");
+namespace {
+// The bucket a /admin/buckets request names (?policy=...&key=...); throws api_error (400 with
+// `bucket_required` when the key is missing, 404 for an unknown policy).
+struct named_bucket {
+    std::shared_ptr<const limit::rule_set> rules;  // holds *policy
+    const limit::policy* policy = nullptr;
+    const std::string* bucket = nullptr;
+    std::string key;
+};
+
+named_bucket find_bucket(const control_plane& cp, const std::string* policy,
+                         const std::string* bucket, std::string_view bucket_required) {
     if (!policy || policy->empty())
-        co_return reply(400, error_body("invalid", "the policy name is required", "policy"));
+        throw api_error(400, error_body("invalid", "the policy name is required", "policy"));
     if (!bucket || bucket->empty())
-        co_return reply(400, error_body("invalid",
-                                        "the bucket is required: global, a client address, a "
-                                        "token id, or 'id METHOD /path'",
-                                        "key"));
-    auto rules = rules_.current();
-    const auto* p = rules->find_policy(*policy);
-    if (!p)
-        co_return reply(404, not_found("policy", *policy, "policy"));
-    const auto key = limit::bucket_key(rules_.key_prefix(), p->name, *bucket);
+        throw api_error(400, error_body("invalid", bucket_required, "key"));
+    named_bucket b;
+    b.rules = cp.current();
+    b.policy = b.rules->find_policy(*policy);
+    if (!b.policy)
+        throw api_error(404, not_found("policy", *policy, "policy"));
+    b.bucket = bucket;
+    b.key = limit::bucket_key(cp.key_prefix(), b.policy->name, *bucket);
+    return b;
+}
+}  // namespace
+
+admin_api::response admin_api::show_bucket(request& r) {
+    const auto b = find_bucket(rules_, r.param("policy"), r.param("key"),
+                               "the bucket is required: global, a client address, a token id, "
+                               "or 'id METHOD /path'");
+    const auto* p = b.policy;
+    const auto* bucket = b.bucket;
+    const auto& key = b.key;
     json out = {{"policy", p->name},
                 {"algorithm", limit::to_string(p->algo)},
                 {"bucket", *bucket},
@@ -630,17 +649,10 @@ admin_api::response admin_api::show_bucket(request& r) {
 }
 
 admin_api::response admin_api::reset_bucket(request& r) {
-    const auto* policy = r.param("policy");
-    const auto* bucket = r.param("key");
-    if (!policy || policy->empty())
-        co_return reply(400, error_body("invalid", "the policy name is required", "policy"));
-    if (!bucket || bucket->empty())
-        co_return reply(400, error_body("invalid", "the bucket is required", "key"));
-    auto rules = rules_.current();
-    const auto* p = rules->find_policy(*policy);
-    if (!p)
-        co_return reply(404, not_found("policy", *policy, "policy"));
-    const auto key = limit::bucket_key(rules_.key_prefix(), p->name, *bucket);
+    const auto b = find_bucket(rules_, r.param("policy"), r.param("key"), "the bucket is required");
+    const auto* p = b.policy;
+    const auto* bucket = b.bucket;
+    const auto& key = b.key;
     const std::string_view args[] = {"DEL", key};
     auto del = co_await redis::await_command(rules_.redis(), args);
     if (!del.ok() || del.reply.type != redis::reply_type::integer)

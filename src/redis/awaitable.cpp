@@ -44,16 +44,17 @@ asio::awaitable<std::vector<answer>> await_all(std::size_t count, Issue issue) {
 }  // namespace
 
 asio::awaitable<answer> await_command(connection& conn, std::span<const std::string_view> args) {
-    auto answers = co_await await_all(
-        1, [&](std::size_t, reply_handler h) { conn.command(args, std::move(h)); });
+    // Named, not a temporary in the co_await expression (GCC 12, see admin_api.hpp).
+    const auto issue = [&](std::size_t, reply_handler h) { conn.command(args, std::move(h)); };
+    auto answers = co_await await_all(1, issue);
     co_return std::move(answers.front());
 }
 
 asio::awaitable<answer> await_script(const script& s, connection& conn,
                                      std::span<const std::string_view> keys,
                                      std::span<const std::string_view> args) {
-    auto answers = co_await await_all(
-        1, [&](std::size_t, reply_handler h) { s.run(conn, keys, args, std::move(h)); });
+    const auto issue = [&](std::size_t, reply_handler h) { s.run(conn, keys, args, std::move(h)); };
+    auto answers = co_await await_all(1, issue);
     co_return std::move(answers.front());
 }
 
@@ -61,10 +62,11 @@ asio::awaitable<std::vector<answer>> await_pipeline(
     connection& conn, const std::vector<std::vector<std::string>>& commands) {
     if (commands.empty())
         co_return std::vector<answer>{};
-    auto answers = co_await await_all(commands.size(), [&](std::size_t i, reply_handler h) {
+    const auto issue = [&](std::size_t i, reply_handler h) {
         std::vector<std::string_view> args(commands[i].begin(), commands[i].end());
         conn.command(args, std::move(h));
-    });
+    };
+    auto answers = co_await await_all(commands.size(), issue);
     co_return answers;
 }
 

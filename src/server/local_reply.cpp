@@ -21,7 +21,8 @@ void verdict::local_json(http::status s, std::string_view body) {
 }
 
 void verdict::too_many_requests(std::string_view what_is_exceeded) {
-    const auto& retry = limit_headers->retry_after;
+    // Null only for a store reply that denies with no enforced result: still a 429.
+    const std::string_view retry = limit_headers ? limit_headers->retry_after : std::string_view();
     local(http::status::too_many_requests, "rate_limited", what_is_exceeded);
     message.append("; retry after ").append(retry).append(" seconds");
 }

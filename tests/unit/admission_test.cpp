@@ -340,3 +340,12 @@ TEST_F(AdmissionTest, ResetForgetsTheLastRequest) {
     EXPECT_EQ(admission_.result().limit_headers, nullptr);
     EXPECT_TRUE(admission_.who().id.empty());
 }
+
+TEST(LocalReply, TooManyRequestsWithoutLimitHeadersIsStillA429) {
+    // A store reply that denies with no enforced result leaves no headers to quote.
+    server::verdict v;
+    v.too_many_requests("too many registrations from this address");
+    EXPECT_EQ(v.status, http::status::too_many_requests);
+    EXPECT_EQ(v.error, "rate_limited");
+    EXPECT_EQ(v.message, "too many registrations from this address; retry after  seconds");
+}

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "cidr_sets.hpp"
 #include "ratelimit_proxy/common/cidr.hpp"
 
 namespace common = ratelimit_proxy::common;
@@ -14,10 +15,7 @@ namespace {
 class CidrTest : public ::testing::Test {
   protected:
     static common::cidr_set set_of(std::initializer_list<const char*> cidrs) {
-        common::cidr_set s;
-        for (const char* c : cidrs)
-            s.add(c);
-        return s;
+        return rlp_test::cidr_set_of(cidrs);
     }
 };
 

@@ -3,6 +3,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/http/fields.hpp>
 
+#include "cidr_sets.hpp"
 #include "ratelimit_proxy/proxy/forwarded.hpp"
 
 namespace proxy = ratelimit_proxy::proxy;
@@ -15,10 +16,7 @@ namespace {
 class ForwardedTest : public ::testing::Test {
   protected:
     static common::cidr_set set_of(std::initializer_list<const char*> cidrs) {
-        common::cidr_set s;
-        for (const char* c : cidrs)
-            s.add(c);
-        return s;
+        return rlp_test::cidr_set_of(cidrs);
     }
     static std::string resolve(const char* peer, std::string_view xff,
                                const common::cidr_set& trusted) {

@@ -34,7 +34,7 @@ struct verdict {
     // Clears retry_after and allow; the caller sets them after, when they apply.
     void local(http::status s, std::string_view error_code, std::string_view text);
     void local_json(http::status s, std::string_view body);
-    // The 429: `what` is exceeded; limit_headers must be set (their Retry-After is quoted).
+    // The 429: `what` is exceeded; the limit headers' Retry-After is quoted (set them first).
     void too_many_requests(std::string_view what);
 };
 
