@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-#include <hiredis/hiredis.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -37,40 +36,6 @@ struct result {
     steady::time_point at;
 };
 
-// A blocking hiredis connection for checking what the server holds (test side only).
-// Runs the commands in order on one connection and returns the last reply, flattened.
-std::string sync_commands(std::uint16_t port, const std::vector<std::vector<std::string>>& cmds) {
-    timeval tv{5, 0};
-    redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (!c || c->err) {
-        if (c)
-            redisFree(c);
-        throw std::runtime_error("cannot connect to test redis");
-    }
-    std::string out;
-    for (const auto& args : cmds) {
-        std::vector<const char*> argv;
-        std::vector<size_t> lens;
-        for (const auto& a : args) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
-        auto* r = static_cast<redisReply*>(
-            redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
-        if (!r) {
-            redisFree(c);
-            throw std::runtime_error("test redis command failed");
-        }
-        out = r->type == REDIS_REPLY_NIL       ? "(nil)"
-              : r->type == REDIS_REPLY_INTEGER ? std::to_string(r->integer)
-              : r->str                         ? std::string(r->str, r->len)
-                                               : "";
-        freeReplyObject(r);
-    }
-    redisFree(c);
-    return out;
-}
-
 // A redis-server that demands a password, on its own free port.
 struct password_server {
     explicit password_server(std::string pw)
@@ -84,7 +49,7 @@ struct password_server {
             throw std::runtime_error("password redis-server did not start");
     }
     std::string command(std::vector<std::string> args) const {
-        return sync_commands(port, {{"AUTH", password}, std::move(args)});
+        return rlp_test::redis_commands(port, {{"AUTH", password}, std::move(args)});
     }
     std::string password;
     std::uint16_t port;
@@ -529,8 +494,9 @@ TEST_F(RedisConnectionTest, AuthenticatesWithPasswordAndSelectsDatabase) {
     ASSERT_TRUE(run_until([&] { return connects_ == 1; }));
     auto k = key();
     ASSERT_EQ(call(*c, {"SET", k, "in-three"}).how, outcome::ok);
-    EXPECT_EQ(sync_commands(auth.port, {{"AUTH", auth.password}, {"SELECT", "3"}, {"GET", k}}),
-              "in-three");
+    EXPECT_EQ(
+        rlp_test::redis_commands(auth.port, {{"AUTH", auth.password}, {"SELECT", "3"}, {"GET", k}}),
+        "in-three");
     EXPECT_EQ(auth.command({"GET", k}), "(nil)");  // not in db 0
 }
 
