@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "process.hpp"
@@ -119,6 +120,16 @@ class RedisConnectionTest : public ::testing::Test {
             res->at = steady::now();
         });
         return res;
+    }
+
+    // Pauses the server and queues two PINGs, given 20 ms to go nowhere.
+    std::pair<std::shared_ptr<result>, std::shared_ptr<result>> pings_on_paused_server(
+        connection& c) {
+        server_.pause();
+        auto a = issue(c, {"PING"});
+        auto b = issue(c, {"PING"});
+        io_.run_for(20ms);
+        return {a, b};
     }
 
     // Sends one command and waits for its handler.
@@ -389,11 +400,8 @@ TEST_F(RedisConnectionTest, ReconnectsAfterClientKill) {
 
 TEST_F(RedisConnectionTest, StopFailsPendingCommandsAndDoesNotReconnect) {
     auto c = connected();
-    server_.pause();
     resume_on_exit resume{server_};
-    auto a = issue(*c, {"PING"});
-    auto b = issue(*c, {"PING"});
-    io_.run_for(20ms);
+    auto [a, b] = pings_on_paused_server(*c);
     c->stop();
     EXPECT_EQ(a->calls, 1);
     EXPECT_EQ(b->calls, 1);
@@ -417,11 +425,8 @@ TEST_F(RedisConnectionTest, StartsAgainAfterStop) {
 
 TEST_F(RedisConnectionTest, DestructorCallsPendingHandlersExactlyOnce) {
     auto c = connected();
-    server_.pause();
     resume_on_exit resume{server_};
-    auto a = issue(*c, {"PING"});
-    auto b = issue(*c, {"PING"});
-    io_.run_for(20ms);
+    auto [a, b] = pings_on_paused_server(*c);
     c.reset();
     EXPECT_EQ(a->calls, 1);
     EXPECT_EQ(b->calls, 1);
