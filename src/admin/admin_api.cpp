@@ -79,6 +79,21 @@ json& member_object(json& overlay, const char* name) {
     return m;
 }
 
+// Deleting a member the config file defines leaves a null that hides it; one the admin API
+// made just goes.
+void remove_member(json& overlay, const char* section, const std::string& name, bool in_file) {
+    json& members = member_object(overlay, section);
+    if (in_file)
+        members[name] = nullptr;
+    else
+        members.erase(name);
+}
+
+// What a delete answers besides the version.
+auto deleted(const std::string& name) {
+    return [name](const update_result&) { return json{{"deleted", name}}; };
+}
+
 // A member that is an object in the overlay: the admin API defined it.
 bool defined_by_admin(const json& overlay, const char* section, const std::string& name) {
     auto s = overlay.find(section);
@@ -335,13 +350,9 @@ admin_api::response admin_api::delete_policy(request& r) {
                                                 "; take it out of them first",
                                             "name"));
         }
-        json& policies = member_object(overlay, "policies");
-        if (in_file)
-            policies[name] = nullptr;  // hides the config file's policy
-        else
-            policies.erase(name);
+        remove_member(overlay, "policies", name, in_file);
     };
-    const describer describe = [name](const update_result&) { return json{{"deleted", name}}; };
+    const describer describe = deleted(name);
     auto answered = co_await change(m, describe);
     co_return answered;
 }
@@ -424,13 +435,9 @@ admin_api::response admin_api::delete_tier(request& r) {
                                                 "' is the default tier; make another tier "
                                                 "the default first",
                                             "name"));
-        json& tiers = member_object(overlay, "tiers");
-        if (in_file)
-            tiers[name] = nullptr;
-        else
-            tiers.erase(name);
+        remove_member(overlay, "tiers", name, in_file);
     };
-    const describer describe = [name](const update_result&) { return json{{"deleted", name}}; };
+    const describer describe = deleted(name);
     auto answered = co_await change(m, describe);
     co_return answered;
 }

@@ -64,22 +64,7 @@ TEST_F(MultiInstanceTest, TwoInstancesShareOneBucketExactlyUnderConcurrency) {
             while (!go)
                 std::this_thread::yield();
             for (int i = 0; i < requests_per_thread; ++i) {
-                try {
-                    if (!c)
-                        c = std::make_unique<http_connection>(port);
-                    auto r = c->request(boost::beast::http::verb::get, "/api/echo", bearer(token));
-                    if (r.status == 200)
-                        ++allowed;
-                    else if (r.status == 429)
-                        ++rejected;
-                    else
-                        ++other;
-                    if (!r.keep_alive)
-                        c.reset();
-                } catch (const std::exception&) {
-                    ++other;
-                    c.reset();
-                }
+                count_echo(c, port, token, allowed, rejected, other);
             }
         });
     }

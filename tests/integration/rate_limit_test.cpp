@@ -244,22 +244,7 @@ TEST_F(RateLimitTest, AllowsExactlyBurstUnderConcurrency) {
         threads.emplace_back([&] {
             std::unique_ptr<http_connection> c;
             for (int i = 0; i < 10; ++i) {
-                try {
-                    if (!c)
-                        c = std::make_unique<http_connection>(proxy->port());
-                    auto r = c->request(boost::beast::http::verb::get, "/api/echo", bearer(token));
-                    if (r.status == 200)
-                        ++allowed;
-                    else if (r.status == 429)
-                        ++rejected;
-                    else
-                        ++other;
-                    if (!r.keep_alive)
-                        c.reset();
-                } catch (const std::exception&) {
-                    ++other;
-                    c.reset();
-                }
+                count_echo(c, proxy->port(), token, allowed, rejected, other);
             }
         });
     }

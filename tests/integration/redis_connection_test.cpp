@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-#include <hiredis/hiredis.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -9,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "process.hpp"
@@ -37,40 +37,6 @@ struct result {
     steady::time_point at;
 };
 
-// A blocking hiredis connection for checking what the server holds (test side only).
-// Runs the commands in order on one connection and returns the last reply, flattened.
-std::string sync_commands(std::uint16_t port, const std::vector<std::vector<std::string>>& cmds) {
-    timeval tv{5, 0};
-    redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (!c || c->err) {
-        if (c)
-            redisFree(c);
-        throw std::runtime_error("cannot connect to test redis");
-    }
-    std::string out;
-    for (const auto& args : cmds) {
-        std::vector<const char*> argv;
-        std::vector<size_t> lens;
-        for (const auto& a : args) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
-        auto* r = static_cast<redisReply*>(
-            redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
-        if (!r) {
-            redisFree(c);
-            throw std::runtime_error("test redis command failed");
-        }
-        out = r->type == REDIS_REPLY_NIL       ? "(nil)"
-              : r->type == REDIS_REPLY_INTEGER ? std::to_string(r->integer)
-              : r->str                         ? std::string(r->str, r->len)
-                                               : "";
-        freeReplyObject(r);
-    }
-    redisFree(c);
-    return out;
-}
-
 // A redis-server that demands a password, on its own free port.
 struct password_server {
     explicit password_server(std::string pw)
@@ -84,7 +50,7 @@ struct password_server {
             throw std::runtime_error("password redis-server did not start");
     }
     std::string command(std::vector<std::string> args) const {
-        return sync_commands(port, {{"AUTH", password}, std::move(args)});
+        return rlp_test::redis_commands(port, {{"AUTH", password}, std::move(args)});
     }
     std::string password;
     std::uint16_t port;
@@ -154,6 +120,16 @@ class RedisConnectionTest : public ::testing::Test {
             res->at = steady::now();
         });
         return res;
+    }
+
+    // Pauses the server and queues two PINGs, given 20 ms to go nowhere.
+    std::pair<std::shared_ptr<result>, std::shared_ptr<result>> pings_on_paused_server(
+        connection& c) {
+        server_.pause();
+        auto a = issue(c, {"PING"});
+        auto b = issue(c, {"PING"});
+        io_.run_for(20ms);
+        return {a, b};
     }
 
     // Sends one command and waits for its handler.
@@ -424,11 +400,8 @@ TEST_F(RedisConnectionTest, ReconnectsAfterClientKill) {
 
 TEST_F(RedisConnectionTest, StopFailsPendingCommandsAndDoesNotReconnect) {
     auto c = connected();
-    server_.pause();
     resume_on_exit resume{server_};
-    auto a = issue(*c, {"PING"});
-    auto b = issue(*c, {"PING"});
-    io_.run_for(20ms);
+    auto [a, b] = pings_on_paused_server(*c);
     c->stop();
     EXPECT_EQ(a->calls, 1);
     EXPECT_EQ(b->calls, 1);
@@ -452,11 +425,8 @@ TEST_F(RedisConnectionTest, StartsAgainAfterStop) {
 
 TEST_F(RedisConnectionTest, DestructorCallsPendingHandlersExactlyOnce) {
     auto c = connected();
-    server_.pause();
     resume_on_exit resume{server_};
-    auto a = issue(*c, {"PING"});
-    auto b = issue(*c, {"PING"});
-    io_.run_for(20ms);
+    auto [a, b] = pings_on_paused_server(*c);
     c.reset();
     EXPECT_EQ(a->calls, 1);
     EXPECT_EQ(b->calls, 1);
@@ -529,8 +499,9 @@ TEST_F(RedisConnectionTest, AuthenticatesWithPasswordAndSelectsDatabase) {
     ASSERT_TRUE(run_until([&] { return connects_ == 1; }));
     auto k = key();
     ASSERT_EQ(call(*c, {"SET", k, "in-three"}).how, outcome::ok);
-    EXPECT_EQ(sync_commands(auth.port, {{"AUTH", auth.password}, {"SELECT", "3"}, {"GET", k}}),
-              "in-three");
+    EXPECT_EQ(
+        rlp_test::redis_commands(auth.port, {{"AUTH", auth.password}, {"SELECT", "3"}, {"GET", k}}),
+        "in-three");
     EXPECT_EQ(auth.command({"GET", k}), "(nil)");  // not in db 0
 }
 

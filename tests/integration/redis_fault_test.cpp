@@ -138,6 +138,18 @@ class RedisFaultTest : public proxy_fixture<beast_upstream> {
         }
     }
 
+    // Warms a new token on every worker, kills Redis, and counts how many of ten calls the
+    // local fallback share still allows.
+    int allowed_of_ten_without_redis() {
+        auto token = register_token(port());
+        use_on_every_worker(token);
+        redis.kill_hard();
+        int allowed = 0;
+        for (int i = 0; i < 10; ++i)
+            allowed += api(token).status == 200;
+        return allowed;
+    }
+
     // "allowed", "denied-local", ... from the access-log line of the request tagged tag.
     std::string decision_of(const std::string& tag) const {
         auto lines = log_lines("/api/" + tag + "/", 1);
@@ -446,12 +458,7 @@ TEST_F(RedisFaultTest, KeepsServingATokenSeenOnceWhicheverWorkerServesIt) {
 // is the policy divided by N, so the fleet together stays near the limit.
 TEST_F(RedisFaultTest, DividesTheLocalShareByFallbackInstancesFromTheEnvironment) {
     start({{"RATE_LIMIT", "10"}, {"FALLBACK_INSTANCES", "2"}});
-    auto token = register_token(port());
-    use_on_every_worker(token);
-    redis.kill_hard();
-    int allowed = 0;
-    for (int i = 0; i < 10; ++i)
-        allowed += api(token).status == 200;
+    int allowed = allowed_of_ten_without_redis();
     EXPECT_GE(allowed, 1);
     EXPECT_LE(allowed, 5) << "RATE_LIMIT=10 / FALLBACK_INSTANCES=2 allows 5 locally";
     expect_alive();
@@ -459,12 +466,7 @@ TEST_F(RedisFaultTest, DividesTheLocalShareByFallbackInstancesFromTheEnvironment
 
 TEST_F(RedisFaultTest, DividesTheLocalShareByFallbackInstancesFromTheConfigFile) {
     start({{"RATE_LIMIT", "10"}}, R"({"rate_limit":{"fallback_instances":2}})");
-    auto token = register_token(port());
-    use_on_every_worker(token);
-    redis.kill_hard();
-    int allowed = 0;
-    for (int i = 0; i < 10; ++i)
-        allowed += api(token).status == 200;
+    int allowed = allowed_of_ten_without_redis();
     EXPECT_GE(allowed, 1);
     EXPECT_LE(allowed, 5) << "RATE_LIMIT=10 / fallback_instances=2 allows 5 locally";
     expect_alive();

@@ -214,4 +214,24 @@ http_response raw_request(std::uint16_t port, std::string_view bytes,
     return c.read_response();
 }
 
+http_response raw_exchange(std::uint16_t port, std::string_view bytes, bool* closed_after,
+                           std::optional<std::string>* failure) {
+    http_connection c(port, std::chrono::seconds(5));
+    try {
+        c.send_raw(bytes);
+    } catch (const std::exception&) {
+        // The proxy may answer and close before it has read everything; read the answer.
+    }
+    http_response r;
+    try {
+        r = c.read_response();
+    } catch (const std::exception& e) {
+        if (failure)
+            *failure = e.what();
+    }
+    if (closed_after)
+        *closed_after = c.wait_for_close(std::chrono::seconds(3));
+    return r;
+}
+
 }  // namespace rlp_test

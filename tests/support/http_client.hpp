@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -87,5 +88,11 @@ inline http_response http_get(std::uint16_t port, const std::string& target,
 // Sends raw bytes on a fresh connection and reads one response.
 http_response raw_request(std::uint16_t port, std::string_view bytes,
                           std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// Sends raw bytes on a fresh connection (the proxy may answer and close before it has read
+// them all) and reads one response within 5 s; status 0 when none came, the reason then in
+// *failure. *closed_after: whether the proxy then closed the connection within 3 s.
+http_response raw_exchange(std::uint16_t port, std::string_view bytes, bool* closed_after,
+                           std::optional<std::string>* failure);
 
 }  // namespace rlp_test

@@ -44,30 +44,37 @@ std::string flatten(const redisReply* r) {
 }
 }  // namespace
 
-std::string redis_server::command(const std::vector<std::string>& args) const {
+std::string redis_commands(std::uint16_t port, const std::vector<std::vector<std::string>>& cmds) {
     timeval tv{5, 0};
-    redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+    redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
     if (!c || c->err) {
         if (c)
             redisFree(c);
         throw std::runtime_error("cannot connect to test redis");
     }
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (auto& a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
+    std::string out;
+    for (const auto& args : cmds) {
+        std::vector<const char*> argv;
+        std::vector<size_t> lens;
+        for (const auto& a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        auto* r = static_cast<redisReply*>(
+            redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
+        if (!r) {
+            redisFree(c);
+            throw std::runtime_error("test redis command failed");
+        }
+        out = flatten(r);
+        freeReplyObject(r);
     }
-    auto* r = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
-    if (!r) {
-        redisFree(c);
-        throw std::runtime_error("test redis command failed");
-    }
-    std::string out = flatten(r);
-    freeReplyObject(r);
     redisFree(c);
     return out;
+}
+
+std::string redis_server::command(const std::vector<std::string>& args) const {
+    return redis_commands(port_, {args});
 }
 
 void redis_server::kill_hard() {

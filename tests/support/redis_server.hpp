@@ -9,6 +9,11 @@
 
 namespace rlp_test {
 
+// Runs the commands in order on one fresh blocking connection to 127.0.0.1:port (test side
+// only) and returns the last reply flattened to text: integers as digits, nil as "(nil)",
+// arrays joined by '\n'.
+std::string redis_commands(std::uint16_t port, const std::vector<std::vector<std::string>>& cmds);
+
 // A real redis-server on a free loopback port, no persistence, gone with the object.
 class redis_server {
   public:

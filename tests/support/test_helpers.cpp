@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "proxy_process.hpp"
+
 namespace rlp_test {
 
 std::optional<long> header_integer(const http_response& r, std::string_view name) {
@@ -18,6 +20,26 @@ std::optional<long> header_integer(const http_response& r, std::string_view name
 
 bool contains(std::string_view haystack, std::string_view needle) {
     return haystack.find(needle) != std::string_view::npos;
+}
+
+void count_echo(std::unique_ptr<http_connection>& c, std::uint16_t port, const std::string& token,
+                std::atomic<int>& allowed, std::atomic<int>& rejected, std::atomic<int>& other) {
+    try {
+        if (!c)
+            c = std::make_unique<http_connection>(port);
+        auto r = c->request(boost::beast::http::verb::get, "/api/echo", bearer(token));
+        if (r.status == 200)
+            ++allowed;
+        else if (r.status == 429)
+            ++rejected;
+        else
+            ++other;
+        if (!r.keep_alive)
+            c.reset();
+    } catch (const std::exception&) {
+        ++other;
+        c.reset();
+    }
 }
 
 std::string dump_redis(const redis_server& redis, std::size_t* key_count) {

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +20,12 @@ std::optional<long> header_integer(const http_response& r, std::string_view name
 std::string dump_redis(const redis_server& redis, std::size_t* key_count = nullptr);
 
 bool contains(std::string_view haystack, std::string_view needle);
+
+// One GET /api/echo with the token on c (opened to port when empty), counted as allowed (200),
+// rejected (429) or other (any other status, or an exception). Drops c when it will not be
+// reused, so the next call opens a fresh connection.
+void count_echo(std::unique_ptr<http_connection>& c, std::uint16_t port, const std::string& token,
+                std::atomic<int>& allowed, std::atomic<int>& rejected, std::atomic<int>& other);
 
 // Milliseconds since start.
 inline long long elapsed_ms(std::chrono::steady_clock::time_point start) {
