@@ -13,8 +13,7 @@
 
 #include "beast_upstream.hpp"
 #include "payload.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
@@ -42,10 +41,9 @@ struct instance {
     std::uint16_t port() const { return proxy->port(); }
 };
 
-class AdminApiTest : public ::testing::Test {
+// The base fixture's Redis and upstream; its instances are started here, several per test.
+class AdminApiTest : public proxy_fixture<beast_upstream> {
   protected:
-    redis_server redis;
-    beast_upstream upstream;
     const std::string admin_token = "adm_" + random_hex(20);
 
     instance start(const std::optional<std::string>& config = two_tier_config, env_list extra = {},
@@ -56,10 +54,8 @@ class AdminApiTest : public ::testing::Test {
         if (with_token)
             env.emplace_back("ADMIN_TOKEN", admin_token);
         env.insert(env.end(), extra.begin(), extra.end());
-        i.proxy = std::make_unique<proxy_process>(proxy_options{.target_url = upstream.url("/up"),
-                                                                .redis_url = redis.url(),
-                                                                .env = std::move(env),
-                                                                .config = config});
+        i.proxy = std::make_unique<proxy_process>(
+            proxy_options_for({.base_path = "/up", .env = std::move(env), .config = config}));
         if (with_token)
             EXPECT_TRUE(wait_for_port(i.admin_port, 5s)) << i.proxy->log();
         return i;

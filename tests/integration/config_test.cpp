@@ -4,8 +4,7 @@
 #include <regex>
 
 #include "beast_upstream.hpp"
-#include "proxy_process.hpp"
-#include "redis_server.hpp"
+#include "proxy_fixture.hpp"
 #include "test_helpers.hpp"
 
 using namespace rlp_test;
@@ -148,12 +147,9 @@ TEST_F(ConfigTest, PrintsHelpAndExitsZero) {
 }
 
 // Settings come from the file when the environment does not name them, and the environment
-// wins over the file.
-class ConfigLayeringTest : public ::testing::Test {
-  protected:
-    redis_server redis;
-    beast_upstream upstream;
-};
+// wins over the file. The base fixture's Redis and upstream; each test starts its proxy itself,
+// the first with nothing but a config file (no TARGET_API_URL, no REDIS_URL).
+class ConfigLayeringTest : public proxy_fixture<beast_upstream> {};
 
 TEST_F(ConfigLayeringTest, UsesConfigFileValuesWhenEnvironmentIsSilent) {
     std::string config = R"({"upstream":{"url":")" + upstream.url("/base") +
