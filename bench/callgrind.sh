@@ -11,6 +11,7 @@
 # their total Ir over REQUESTS is what one request costs. Everything started is stopped on exit.
 # CALLGRIND_KEEP=DIR keeps the callgrind outputs there (for callgrind_annotate).
 set -euo pipefail
+command -v valgrind >/dev/null || { echo "bench/callgrind.sh needs valgrind: apt-get install valgrind" >&2; exit 1; }
 
 BINARY="$(realpath "${1:?usage: bench/callgrind.sh PROXY_BINARY [REQUESTS] [WARMUP]}")"
 REQUESTS="${2:-2000}"

@@ -12,7 +12,6 @@
 #include "ratelimit_proxy/config/policy_json.hpp"
 #include "ratelimit_proxy/limit/keys.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
-#include "ratelimit_proxy/limit/policy_script.hpp"
 #include "ratelimit_proxy/redis/awaitable.hpp"
 
 namespace ratelimit_proxy::admin {
@@ -319,10 +318,7 @@ admin_api::response admin_api::put_policy(request& r) {
         member_object(overlay, "policies")[name] = body;
     };
     const describer describe = [name](const update_result& u) {
-        json out = config::policy_to_json(*u.rules->find_policy(name));
-        out["name"] = name;
-        out["source"] = "admin";
-        return out;
+        return policy_out(*u.rules->find_policy(name), *u.overlay);
     };
     auto answered = co_await change(m, describe, existed ? 200 : 201);
     co_return answered;
@@ -410,13 +406,9 @@ admin_api::response admin_api::put_tier(request& r) {
         if (make_default)
             overlay["default_tier"] = name;
     };
-    const describer describe = [name](const update_result& u) {
-        const auto* t = u.rules->find_tier(name);
-        json out = config::tier_to_json(*t);
-        out["name"] = name;
-        out["default"] = u.rules->default_tier() == name;
-        out["source"] = "admin";
-        return out;
+    const describer describe = [this, name](const update_result& u) {
+        return tier_out(*u.rules->find_tier(name), *u.rules, *u.overlay,
+                        rules_.tiers_implicit(*u.overlay));
     };
     auto answered = co_await change(m, describe, existed ? 200 : 201);
     co_return answered;
@@ -578,8 +570,8 @@ admin_api::response admin_api::delete_token(request& r) {
 // Buckets
 
 namespace {
-// The bucket a /admin/buckets request names (?policy=...&key=...); throws api_error (400 with
-// `bucket_required` when the key is missing, 404 for an unknown policy).
+// The bucket a /admin/buckets request names (?policy=...&key=...); throws api_error (400
+// `invalid` naming `policy` or `key` when one is missing, 404 for an unknown policy).
 struct named_bucket {
     std::shared_ptr<const limit::rule_set> rules;  // holds *policy
     const limit::policy* policy = nullptr;
@@ -608,14 +600,12 @@ admin_api::response admin_api::show_bucket(request& r) {
     const auto b = find_bucket(rules_, r.param("policy"), r.param("key"),
                                "the bucket is required: global, a client address, a token id, "
                                "or 'id METHOD /path'");
-    const auto* p = b.policy;
-    const auto* bucket = b.bucket;
     const auto& key = b.key;
-    json out = {{"policy", p->name},
-                {"algorithm", limit::to_string(p->algo)},
-                {"bucket", *bucket},
+    json out = {{"policy", b.policy->name},
+                {"algorithm", limit::to_string(b.policy->algo)},
+                {"bucket", *b.bucket},
                 {"key", key},
-                {"layout", layout_of(p->algo)}};
+                {"layout", layout_of(b.policy->algo)}};
     auto& redis = rules_.redis();
     const std::string_view type_args[] = {"TYPE", key};
     auto type = co_await redis::await_command(redis, type_args);
@@ -657,16 +647,16 @@ admin_api::response admin_api::show_bucket(request& r) {
 
 admin_api::response admin_api::reset_bucket(request& r) {
     const auto b = find_bucket(rules_, r.param("policy"), r.param("key"), "the bucket is required");
-    const auto* p = b.policy;
-    const auto* bucket = b.bucket;
     const auto& key = b.key;
     const std::string_view args[] = {"DEL", key};
     auto del = co_await redis::await_command(rules_.redis(), args);
     if (!del.ok() || del.reply.type != redis::reply_type::integer)
         co_return reply(503, unavailable());
     spdlog::info("admin API: bucket {} reset", key);
-    json out = {
-        {"policy", p->name}, {"bucket", *bucket}, {"key", key}, {"deleted", del.reply.integer > 0}};
+    json out = {{"policy", b.policy->name},
+                {"bucket", *b.bucket},
+                {"key", key},
+                {"deleted", del.reply.integer > 0}};
     // Instances remember keys known to be over their limit until the retry time; the version
     // bump makes them forget, so the reset takes effect at once everywhere.
     auto bumped = co_await rules_.bump_version();
@@ -677,11 +667,16 @@ admin_api::response admin_api::reset_bucket(request& r) {
 // ---------------------------------------------------------------------------------------
 // Override, registration, access lists, shadow mode, stats
 
+namespace {
+json override_out(const limit::rule_set& rules) {
+    json out = config::override_to_json(rules.override_state());
+    out["active"] = rules.override_state().active();
+    return out;
+}
+}  // namespace
+
 admin_api::response admin_api::get_override(request&) {
-    auto rules = rules_.current();
-    json out = config::override_to_json(rules->override_state());
-    out["active"] = rules->override_state().active();
-    co_return reply(200, std::move(out));
+    co_return reply(200, override_out(*rules_.current()));
 }
 
 admin_api::response admin_api::put_override(request& r) {
@@ -691,11 +686,7 @@ admin_api::response admin_api::put_override(request& r) {
     const control_plane::mutation m = [body](json& overlay, const limit::rule_set&) {
         overlay["override"] = body;
     };
-    const describer describe = [](const update_result& u) {
-        json out = config::override_to_json(u.rules->override_state());
-        out["active"] = u.rules->override_state().active();
-        return out;
-    };
+    const describer describe = [](const update_result& u) { return override_out(*u.rules); };
     auto answered = co_await change(m, describe);
     co_return answered;
 }
@@ -705,11 +696,7 @@ admin_api::response admin_api::delete_override(request&) {
         // Explicitly lifted (not just removed: lifts one from the config file too).
         overlay["override"] = config::override_to_json(limit::emergency_override{});
     };
-    const describer describe = [](const update_result& u) {
-        json out = config::override_to_json(u.rules->override_state());
-        out["active"] = u.rules->override_state().active();
-        return out;
-    };
+    const describer describe = [](const update_result& u) { return override_out(*u.rules); };
     auto answered = co_await change(m, describe);
     co_return answered;
 }

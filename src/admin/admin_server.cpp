@@ -43,7 +43,7 @@ void fail(beast::error_code ec, const char* what) {
     spdlog::debug("admin API: {}: {}", what, ec.message());
 }
 
-// What every session shares: the admin token's digest and the routes.
+// What every session shares: the admin token's digest and the API.
 struct shared_state {
     auth::digest token_digest;
     std::shared_ptr<admin_api> api;

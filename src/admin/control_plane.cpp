@@ -285,9 +285,11 @@ asio::awaitable<update_result> control_plane::update(const mutation& m) {
         // seen this version yet); the other instances see it within one poll.
         failed_version_.reset();
         install(rules, std::make_shared<const json>(std::move(next)), "admin API");
+        auto snap = snapshot();
         update_result result;
         result.version = *version;
-        result.rules = current();
+        result.rules = std::move(snap.rules);
+        result.overlay = std::move(snap.overlay);
         co_return result;
     }
 }

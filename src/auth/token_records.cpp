@@ -96,9 +96,7 @@ std::optional<std::string> token_records::normalize_id(std::string_view raw) {
     std::string id(raw);
     std::ranges::transform(id, id.begin(),
                            [](char ch) { return std::tolower(static_cast<unsigned char>(ch)); });
-    if (id.size() != id_length || !std::ranges::all_of(id, [](char ch) {
-            return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
-        }))
+    if (!limit::is_token_id(id))
         return std::nullopt;
     return id;
 }

@@ -150,7 +150,7 @@ void token_store::lookup(std::string_view token, std::function<void(lookup_resul
             return;
         }
         identity who;
-        who.id = expected.substr(0, 16);
+        who.id = limit::token_id_of_digest(expected);
         if (r.elements[1].type == redis::reply_type::string)
             who.tier = r.elements[1].str;
         who.overrides = parse_overrides(r.elements[2], who.id);
@@ -188,7 +188,7 @@ void token_store::issue(const std::string& tier,
         breaker_.record_success();
         // The client uses a new token right away: spare that first request a lookup.
         identity who;
-        who.id = to_hex(d).substr(0, 16);
+        who.id = limit::token_id_of_digest(to_hex(d));
         who.tier = tier;
         remember(d, who);
         done(std::move(token));

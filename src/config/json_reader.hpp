@@ -1,6 +1,6 @@
 #pragma once
 
-// Private to src/config: the pieces config.cpp and policy_json.cpp share to read JSON
+// Private to src/config: the pieces its readers share to read JSON
 // objects strictly (unknown fields and wrong types are config_errors naming the field).
 
 #include <nlohmann/json.hpp>

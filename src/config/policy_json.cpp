@@ -8,6 +8,7 @@
 
 #include "json_reader.hpp"
 #include "ratelimit_proxy/common/cidr.hpp"
+#include "ratelimit_proxy/limit/keys.hpp"
 
 namespace ratelimit_proxy::config {
 
@@ -85,10 +86,6 @@ auto name_into(std::string& out) {
     };
 }
 
-bool is_lower_hex_id(std::string_view s) {
-    return s.size() == 16 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
-
 bool is_method_token(std::string_view m) {
     return !m.empty() && m.size() <= 32 &&
            m.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ-_") == std::string_view::npos;
@@ -162,7 +159,7 @@ void validate_policy(const limit::policy& p, const std::string& path) {
 
 void validate_access_list(const limit::access_list& a, const std::string& path) {
     for (std::size_t i = 0; i < a.token_ids.size(); ++i)
-        if (!is_lower_hex_id(a.token_ids[i]))
+        if (!limit::is_token_id(a.token_ids[i]))
             throw config_error(indexed(path + ".tokens", i),
                                "must be a token id: 16 lowercase hex characters");
     common::cidr_set probe;

@@ -83,11 +83,9 @@ std::vector<std::string> split_list(const std::string& text) {
     std::stringstream in(text);
     std::string item;
     while (std::getline(in, item, ',')) {
-        auto first = item.find_first_not_of(" \t");
-        if (first == std::string::npos)
-            continue;
-        auto last = item.find_last_not_of(" \t");
-        out.push_back(item.substr(first, last - first + 1));
+        const auto trimmed = common::trim_ows(item);
+        if (!trimmed.empty())
+            out.emplace_back(trimmed);
     }
     return out;
 }

@@ -23,12 +23,6 @@ void apply_limits(limits& numbers, const policy& p, const token_overrides* overr
 
 }  // namespace
 
-limits effective_limits(const policy& p, const token_overrides* overrides, double scale) {
-    limits numbers;
-    apply_limits(numbers, p, overrides, scale);
-    return numbers;
-}
-
 void build_check_items(std::span<const policy* const> policies, const check_subject& s,
                        std::vector<check_item>& items) {
     std::size_t used = 0;

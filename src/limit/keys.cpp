@@ -7,7 +7,6 @@ namespace ratelimit_proxy::limit {
 namespace {
 
 constexpr std::size_t digest_hex_length = 64;
-constexpr std::size_t token_id_length = 16;
 
 // A literal for a SCAN MATCH pattern: glob characters escaped.
 std::string glob_escape(std::string_view s) {
@@ -87,7 +86,15 @@ std::string token_id_of_key(std::string_view key, std::string_view prefix) {
     auto hex = key.substr(1, digest_hex_length);
     if (!is_lower_hex(hex))
         return {};
-    return std::string(hex.substr(0, token_id_length));
+    return std::string(token_id_of_digest(hex));
+}
+
+std::string_view token_id_of_digest(std::string_view digest_hex) {
+    return digest_hex.substr(0, token_id_length);
+}
+
+bool is_token_id(std::string_view s) {
+    return s.size() == token_id_length && is_lower_hex(s);
 }
 
 std::string admin_state_key(std::string_view prefix) {

@@ -52,10 +52,6 @@ bool connection::connected() const {
     return impl_->link_ && impl_->link_->usable();
 }
 
-void connection::command(std::span<const std::string_view> args, reply_handler handler) {
-    impl_->command(args, std::move(handler));
-}
-
 void connection::on_connected(std::function<void()> callback) {
     impl_->on_connected_ = std::move(callback);
 }

@@ -1,24 +1,17 @@
 #include "ratelimit_proxy/redis/endpoint.hpp"
 
-#include <algorithm>
 #include <boost/url/parse.hpp>
-#include <cctype>
 #include <charconv>
 #include <stdexcept>
 #include <string>
+
+#include "ratelimit_proxy/common/http_text.hpp"
 
 namespace ratelimit_proxy::redis {
 
 namespace {
 
 constexpr std::string_view url_form = "redis://[[user]:password@]host[:port][/db]";
-
-bool iequals(std::string_view a, std::string_view b) {
-    return std::ranges::equal(a, b, [](char x, char y) {
-        return std::tolower(static_cast<unsigned char>(x)) ==
-               std::tolower(static_cast<unsigned char>(y));
-    });
-}
 
 // Messages never quote the URL: it may carry a password.
 [[noreturn]] void bad_url(const std::string& what) {
@@ -33,9 +26,9 @@ endpoint parse_url(std::string_view url) {
         bad_url("not a URL (" + parsed.error().message() + "); expected " + std::string(url_form));
     const auto& u = *parsed;
 
-    if (iequals(u.scheme(), "rediss"))
+    if (common::ascii_iequals(u.scheme(), "rediss"))
         bad_url("rediss:// (Redis over TLS) is not supported; use redis://");
-    if (!iequals(u.scheme(), "redis"))
+    if (!common::ascii_iequals(u.scheme(), "redis"))
         bad_url("scheme must be redis://, not " + std::string(u.scheme()) + "://");
     if (!u.has_authority())
         bad_url("expected " + std::string(url_form));

@@ -53,6 +53,11 @@ reply copy_reply(const redisReply& r) {
 
 }  // namespace
 
+// Beside impl::command so the call inlines (one per Redis command).
+void connection::command(std::span<const std::string_view> args, reply_handler handler) {
+    impl_->command(args, std::move(handler));
+}
+
 void connection::impl::command(std::span<const std::string_view> args, reply_handler handler) {
     if (args.empty()) {
         reply r;

@@ -58,6 +58,15 @@ const route* find_route(std::string_view path, std::string_view api_prefix) {
 
 }  // namespace
 
+limit::policy registration_policy(const limit::rule_set& rules) {
+    limit::policy p;
+    p.name = "register";
+    p.key = limit::key_kind::client_ip;
+    p.numbers.limit = rules.registration().per_ip_per_minute;
+    p.numbers.window_seconds = 60;
+    return p;
+}
+
 void admission::reset() {
     identity_.id.clear();
     identity_.tier.clear();
@@ -84,6 +93,13 @@ void admission::decide(const request_facts& request, handler_ptr h) {
         verdict_.allow = r->allow;
         return deliver(h);
     }
+    // A blocked network can neither call the API nor register.
+    if ((r->to == endpoint::api || r->to == endpoint::register_token) &&
+        rules_->address_blocked(*request_->client)) {
+        verdict_.label = "blocked";
+        verdict_.local(http::status::forbidden, "forbidden", "this client is blocked");
+        return deliver(h);
+    }
     switch (r->to) {
         case endpoint::api:
             return handle_api(h);
@@ -93,13 +109,18 @@ void admission::decide(const request_facts& request, handler_ptr h) {
         case endpoint::ready:
             return handle_ready(h);
         case endpoint::register_token:
-            if (rules_->address_blocked(*request_->client)) {
-                verdict_.label = "blocked";
-                verdict_.local(http::status::forbidden, "forbidden", "this client is blocked");
-                return deliver(h);
-            }
             return handle_register(h);
     }
+}
+
+limit::check_subject admission::subject() const {
+    limit::check_subject s;
+    s.key_prefix = ctx_.settings.redis.key_prefix;
+    s.client_address = request_->client_text;
+    s.method = request_->method_text;
+    s.path = request_->path;
+    s.shadow_all = rules_->shadow_all();
+    return s;
 }
 
 void admission::handle_ready(handler_ptr& h) {
@@ -136,13 +157,7 @@ void admission::handle_register(handler_ptr& h) {
     }
     // Registration is limited per client address, like any other policy.
     const limit::policy* p = &ctx_.register_policy;
-    limit::check_subject subject;
-    subject.key_prefix = ctx_.settings.redis.key_prefix;
-    subject.client_address = request_->client_text;
-    subject.method = request_->method_text;
-    subject.path = request_->path;
-    subject.shadow_all = rules_->shadow_all();
-    limit::build_check_items({&p, 1}, subject, items_);
+    limit::build_check_items({&p, 1}, subject(), items_);
     ctx_.limiter.check(items_, [this, h = std::move(h)](limit::decision&& d) mutable {
         on_register_decision(std::move(d), h);
     });
@@ -176,11 +191,6 @@ void admission::on_register_decision(limit::decision&& d, handler_ptr& h) {
 }
 
 void admission::handle_api(handler_ptr& h) {
-    if (rules_->address_blocked(*request_->client)) {
-        verdict_.label = "blocked";
-        verdict_.local(http::status::forbidden, "forbidden", "this client is blocked");
-        return deliver(h);
-    }
     auto token = auth::bearer_token((*request_->headers)[http::field::authorization]);
     if (!token) {
         verdict_.label = "unauthenticated";
@@ -238,16 +248,11 @@ void admission::check_limit(handler_ptr& h) {
     }
     rules.select(identity_.tier, request_->method_text, request_->path, selected_);
     scale_ = emergency.factor * ctx_.load.factor();
-    limit::check_subject subject;
-    subject.key_prefix = ctx_.settings.redis.key_prefix;
-    subject.token_id = identity_.id;
-    subject.client_address = request_->client_text;
-    subject.method = request_->method_text;
-    subject.path = request_->path;
-    subject.overrides = identity_.overrides.get();
-    subject.scale = scale_;
-    subject.shadow_all = rules.shadow_all();
-    limit::build_check_items(selected_, subject, items_);
+    auto s = subject();
+    s.token_id = identity_.id;
+    s.overrides = identity_.overrides.get();
+    s.scale = scale_;
+    limit::build_check_items(selected_, s, items_);
     if (items_.empty()) {
         verdict_.forward("unlimited");
         return deliver(h);

@@ -205,6 +205,9 @@ void session::request_state::reset() {
     body_started = false;
     status = 0;
     retried = false;
+    upstream_reused = false;
+    sent = false;
+    upstream_keep_alive = false;
     upstream_time = {};
 }
 

@@ -54,13 +54,7 @@ worker::worker(const proxy_context& ctx, unsigned index,
 void worker::set_rules(std::shared_ptr<const limit::rule_set> rules) {
     const bool first = !rules_;
     rules_ = std::move(rules);
-    register_policy_.name = "register";
-    register_policy_.algo = limit::algorithm::token_bucket;
-    register_policy_.key = limit::key_kind::client_ip;
-    register_policy_.numbers.limit = rules_->registration().per_ip_per_minute;
-    register_policy_.numbers.window_seconds = 60;
-    register_policy_.numbers.burst = 0;
-    register_policy_.fail_closed = false;
+    register_policy_ = registration_policy(*rules_);
     // A limit, a tier or a bucket may have changed: what was known to be over its limit
     // may not be any more.
     denials_.clear();

@@ -106,10 +106,7 @@ class AdmissionTest : public ::testing::Test {
 
     void set_rules(const std::string& overlay) {
         rules_ = config::build_rule_set(settings_, nlohmann::json::parse(overlay));
-        register_policy_.name = "register";
-        register_policy_.key = limit::key_kind::client_ip;
-        register_policy_.numbers.limit = rules_->registration().per_ip_per_minute;
-        register_policy_.numbers.window_seconds = 60;
+        register_policy_ = server::registration_policy(*rules_);
     }
 
     // A token known to this process, in `tier`.

@@ -89,14 +89,24 @@ TEST_F(CheckItemsTest, ScaleTightensButLeavesOneRequestPerWindow) {
     EXPECT_EQ(items_[1].numbers.limit, 1);
     EXPECT_EQ(items_[1].numbers.burst, 0);  // no burst stays no burst
     EXPECT_EQ(items_[2].numbers.limit, 10);
-    EXPECT_EQ(limit::effective_limits(per_token_, nullptr, 0.5).limit, 5);
-    EXPECT_EQ(limit::effective_limits(per_token_, nullptr, 1).limit, 10);
+    const limit::policy* one[] = {&per_token_};
+    s.scale = 0.5;
+    limit::build_check_items(one, s, items_);
+    EXPECT_EQ(items_[0].numbers.limit, 5);
+    s.scale = 1;
+    limit::build_check_items(one, s, items_);
+    EXPECT_EQ(items_[0].numbers.limit, 10);
 }
 
 TEST_F(CheckItemsTest, OverrideIsScaledToo) {
     limit::token_overrides overrides;
     overrides["ip"].limit = 400;
-    EXPECT_EQ(limit::effective_limits(per_ip_, &overrides, 0.5).limit, 200);
+    auto s = subject();
+    s.overrides = &overrides;
+    s.scale = 0.5;
+    const limit::policy* ps[] = {&per_ip_};
+    limit::build_check_items(ps, s, items_);
+    EXPECT_EQ(items_[0].numbers.limit, 200);
 }
 
 TEST_F(CheckItemsTest, ShadowComesFromThePolicyOrTheRulesShadowMode) {

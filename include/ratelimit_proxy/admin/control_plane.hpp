@@ -33,6 +33,7 @@ struct update_result {
     nlohmann::json body;
     std::uint64_t version = 0;
     std::shared_ptr<const limit::rule_set> rules;
+    std::shared_ptr<const nlohmann::json> overlay;  // the one `rules` were built from
 };
 
 // Keeps the rules every instance applies: the config file plus the admin overlay stored in
@@ -74,7 +75,6 @@ class control_plane {
     std::optional<nlohmann::json> runtime_stats() const;
 
     // Control io_context thread only from here on.
-    const config::settings& file() const { return file_; }
     // No tier in the file nor in the overlay: one implicit tier (the default) holds every
     // policy.
     bool tiers_implicit(const nlohmann::json& overlay) const;

@@ -58,8 +58,6 @@ struct token_patch {
 
 class token_records {
   public:
-    static constexpr std::size_t id_length = 16;
-
     token_records(redis::connection& conn, std::string key_prefix);
 
     // A token id as a client may write it (any case), lower-cased; nothing if it is not one.

@@ -23,12 +23,10 @@ struct check_subject {
     bool shadow_all = false;  // the rules' shadow mode: every policy is decided, none enforced
 };
 
-// The numbers `p` is checked with: the token's override for it, if any, then the scale.
-// Scaling tightens, never loosens, and leaves at least one request per window possible.
-limits effective_limits(const policy& p, const token_overrides* overrides, double scale);
-
 // One item per policy, in order, written over `items`: the items and their key strings are
-// kept across requests, so once they have grown nothing is allocated.
+// kept across requests, so once they have grown nothing is allocated. Each item's numbers are
+// the policy's, then the token's override for it, if any, then the scale, which tightens,
+// never loosens, and leaves at least one request per window possible.
 void build_check_items(std::span<const policy* const> policies, const check_subject& s,
                        std::vector<check_item>& items);
 

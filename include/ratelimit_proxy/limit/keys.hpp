@@ -5,6 +5,7 @@
 // the next "}"); the tag of each key and why are given with it. Deployed Redis data and the
 // Lua scripts depend on these spellings: change them only together with a migration.
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,11 @@ void append_bucket_key_head(std::string& key, std::string_view prefix,
 std::string token_key(std::string_view prefix, std::string_view digest_hex);
 // prefix + ":token:": what every token key starts with.
 std::string token_key_head(std::string_view prefix);
+// A token id: the digest's first 16 hex digits, lower case (what the admin API, the access
+// log and the bypass/block lists name a token by).
+inline constexpr std::size_t token_id_length = 16;
+std::string_view token_id_of_digest(std::string_view digest_hex);
+bool is_token_id(std::string_view s);
 // SCAN MATCH patterns over the token keys: all of them, or those whose digest begins with
 // `id_hex` (a token id: the digest's first 16 hex digits). The prefix is glob-escaped.
 std::string token_scan_pattern(std::string_view prefix);

@@ -12,6 +12,7 @@
 
 #include "ratelimit_proxy/auth/token_store.hpp"
 #include "ratelimit_proxy/config/config.hpp"
+#include "ratelimit_proxy/limit/check_items.hpp"
 #include "ratelimit_proxy/limit/decision.hpp"
 #include "ratelimit_proxy/limit/deny_cache.hpp"
 #include "ratelimit_proxy/limit/limiter.hpp"
@@ -22,6 +23,9 @@
 #include "ratelimit_proxy/server/local_reply.hpp"
 
 namespace ratelimit_proxy::server {
+
+// POST /register's own limit: a token bucket per client address, per_ip_per_minute a minute.
+limit::policy registration_policy(const limit::rule_set& rules);
 
 // What admission works with, all of it one worker's (or shared read-only): handed over by
 // reference, so a test can put a fake limiter in.
@@ -98,6 +102,8 @@ class admission {
     // known_denial: answered by the over-limit cache, not by the store.
     void on_decision(limit::decision&& d, bool known_denial, handler_ptr& h);
     void count_decision(const limit::decision& d);
+    // The request's part of its check items (no token, no overrides, no scaling).
+    limit::check_subject subject() const;
     void set_limit_headers(const limit::decision& d);
     void deliver(handler_ptr& h) { h->on_verdict(verdict_); }
 
