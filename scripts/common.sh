@@ -21,11 +21,12 @@ RLP_BINARY="$RLP_BUILD_DIR/ratelimit-proxy"
 # Debian packages. Build: compiler, CMake and the libraries the daemon links.
 RLP_BUILD_PACKAGES=(build-essential cmake pkg-config ccache libboost1.81-dev libboost-url1.81-dev
                     libhiredis-dev nlohmann-json3-dev libspdlog-dev libssl-dev libgtest-dev
-                    libmimalloc-dev)
+                    libmimalloc-dev prometheus-cpp-dev)
 # Running it: a local Redis (redis-tools, with redis-cli, comes with redis-server), curl for checks.
 RLP_RUNTIME_PACKAGES=(redis-server curl openssl ca-certificates)
-# Tests: the integration tests start httpbin with Debian's /usr/bin/gunicorn.
-RLP_TEST_PACKAGES=(python3-httpbin gunicorn)
+# Tests: the integration tests start httpbin with Debian's /usr/bin/gunicorn; promtool (package
+# prometheus) lints the metrics and the alert rules, docker-compose checks the compose file.
+RLP_TEST_PACKAGES=(python3-httpbin gunicorn prometheus docker-compose)
 # Sanitizer and fuzz stages of scripts/test.sh: clang with its sanitizer runtimes and libFuzzer
 # (libclang_rt.*, in libclang-rt-14-dev), llvm-symbolizer (package llvm) for file:line in reports.
 RLP_SANITIZER_PACKAGES=(clang libclang-rt-14-dev llvm)
