@@ -18,6 +18,7 @@
 #include "ratelimit_proxy/admin/control_plane.hpp"
 #include "ratelimit_proxy/auth/token.hpp"
 #include "ratelimit_proxy/config/host_port.hpp"
+#include "ratelimit_proxy/metrics/exposition.hpp"
 
 namespace ratelimit_proxy::admin {
 
@@ -43,11 +44,15 @@ void fail(beast::error_code ec, const char* what) {
     spdlog::debug("admin API: {}: {}", what, ec.message());
 }
 
-// What every session shares: the admin token's digest and the API.
+// What every session of one listener shares: the admin token's digest and the API; or, on
+// the metrics listener, no token and no API (GET /metrics alone).
 struct shared_state {
     auth::digest token_digest;
-    std::shared_ptr<admin_api> api;
+    std::shared_ptr<admin_api> api;  // null: the metrics listener
+    std::function<std::string()> metrics;
 };
+
+constexpr std::string_view json_type = "application/json";
 
 class session : public std::enable_shared_from_this<session> {
   public:
@@ -97,8 +102,10 @@ class session : public std::enable_shared_from_this<session> {
         if (ec)
             return fail(ec, "read");
 
-        // Authentication before anything else, even before the body is read.
         const auto& req = parser_->get();
+        if (!state_->api)
+            return answer_metrics_only();
+        // Authentication before anything else, even before the body is read.
         auto token = auth::bearer_token(req[http::field::authorization]);
         if (!token || !auth::digests_equal(auth::sha256(*token), state_->token_digest)) {
             // An unread body cannot be skipped safely: answer and close.
@@ -108,6 +115,8 @@ class session : public std::enable_shared_from_this<session> {
                                          "is required"),
                               !parser_->is_done(), true);
         }
+        if (path_of(req.target()) == "/metrics")
+            return answer_metrics();
         if (parser_->is_done())
             return on_request();
         stream_.expires_after(io_timeout);
@@ -141,30 +150,70 @@ class session : public std::enable_shared_from_this<session> {
         });
     }
 
-    void send_error(unsigned status, json body, bool close, bool unauthorized = false) {
+    static std::string_view path_of(std::string_view target) {
+        return target.substr(0, target.find('?'));
+    }
+
+    // GET /metrics, on either listener; a body is not expected, so an unread one closes.
+    void answer_metrics() {
+        const auto& req = parser_->get();
+        version_ = req.version();
+        keep_alive_ = req.keep_alive();
+        const bool unread_body = !parser_->is_done();
+        if (req.method() != http::verb::get && req.method() != http::verb::head)
+            return send_error(405, error_body("method_not_allowed", "use GET /metrics"),
+                              unread_body, false, "GET, HEAD");
+        if (!state_->metrics)
+            return send_error(503, error_body("unavailable", "metrics are not ready yet"),
+                              unread_body);
+        write(200, metrics::content_type, state_->metrics(), unread_body, false, {},
+              req.method() == http::verb::head);
+    }
+
+    // The metrics listener: no token, GET /metrics and nothing else.
+    void answer_metrics_only() {
+        if (path_of(parser_->get().target()) == "/metrics")
+            return answer_metrics();
+        send_error(404, error_body("not_found", "only GET /metrics is served here"),
+                   !parser_->is_done());
+    }
+
+    void send_error(unsigned status, json body, bool close, bool unauthorized = false,
+                    std::string_view allow = {}) {
         if (parser_)
             version_ = parser_->get().version() ? parser_->get().version() : 11;
         api_response r;
         r.status = status;
         r.body = std::move(body);
+        r.allow = std::string(allow);
         send(std::move(r), close, unauthorized);
     }
 
     void send(api_response r, bool close, bool unauthorized) {
+        write(r.status, json_type,
+              r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", close,
+              unauthorized, r.allow, false);
+    }
+
+    void write(unsigned status, std::string_view content_type, std::string body, bool close,
+               bool unauthorized, std::string_view allow, bool head) {
         res_.emplace();
         res_->version(version_ == 10 ? 10 : 11);
-        res_->result(r.status);
+        res_->result(status);
         res_->set(http::field::server, "ratelimit-proxy-admin");
-        res_->set(http::field::content_type, "application/json");
+        res_->set(http::field::content_type, content_type);
         res_->set(http::field::cache_control, "no-store");
-        if (!r.allow.empty())
-            res_->set(http::field::allow, r.allow);
+        if (!allow.empty())
+            res_->set(http::field::allow, allow);
         if (unauthorized)
             res_->set(http::field::www_authenticate, "Bearer realm=\"admin\"");
-        res_->body() = r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+        res_->body() = std::move(body);
         close_ = close || !keep_alive_;
         res_->keep_alive(!close_);
         res_->prepare_payload();
+        // HEAD: the GET answer's Content-Length, no body.
+        if (head)
+            res_->body().clear();
         stream_.expires_after(io_timeout);
         http::async_write(stream_, *res_,
                           beast::bind_front_handler(&session::on_write, shared_from_this()));
@@ -218,25 +267,21 @@ class session : public std::enable_shared_from_this<session> {
 
 class admin_server::impl : public std::enable_shared_from_this<admin_server::impl> {
   public:
-    impl(asio::io_context& io, const config::settings& file, control_plane& rules)
+    // `what` names the listener in the log and in errors.
+    impl(asio::io_context& io, std::string what, std::string bind_address, config::host_port listen,
+         std::shared_ptr<shared_state> state)
         : io_(io),
           acceptor_(io),
           retry_(io),
-          bind_address_(file.admin.bind_address),
-          listen_(file.admin.listen) {
-        if (file.admin.token.empty())
-            return;
-        auto state = std::make_shared<shared_state>();
-        state->token_digest = auth::sha256(file.admin.token);
-        state->api = std::make_shared<admin_api>(io.get_executor(), rules);
-        state_ = std::move(state);
-    }
+          what_(std::move(what)),
+          bind_address_(std::move(bind_address)),
+          listen_(std::move(listen)),
+          state_(std::move(state)) {}
+
+    // Before start().
+    void set_metrics(std::function<std::string()> source) { state_->metrics = std::move(source); }
 
     void start() {
-        if (!state_) {
-            spdlog::warn("admin API disabled: ADMIN_TOKEN not set");
-            return;
-        }
         const auto endpoint = config::listen_endpoint(listen_);
         beast::error_code ec;
         acceptor_.open(endpoint.protocol(), ec);
@@ -249,10 +294,10 @@ class admin_server::impl : public std::enable_shared_from_this<admin_server::imp
         if (ec) {
             beast::error_code ignored;
             acceptor_.close(ignored);
-            throw std::runtime_error("admin API cannot listen on " + bind_address_ + ": " +
+            throw std::runtime_error(what_ + " cannot listen on " + bind_address_ + ": " +
                                      ec.message());
         }
-        spdlog::info("admin API listening on {}", bind_address_);
+        spdlog::info("{} listening on {}", what_, bind_address_);
         asio::dispatch(io_, [self = shared_from_this()] { self->do_accept(); });
     }
 
@@ -308,24 +353,51 @@ class admin_server::impl : public std::enable_shared_from_this<admin_server::imp
     asio::io_context& io_;
     tcp::acceptor acceptor_;
     asio::steady_timer retry_;
+    std::string what_;
     std::string bind_address_;  // as configured, for the log
     config::host_port listen_;
-    std::shared_ptr<const shared_state> state_;
+    std::shared_ptr<shared_state> state_;  // changed only before start()
     std::list<std::weak_ptr<session>> sessions_;
     bool stopped_ = false;
 };
 
-admin_server::admin_server(asio::io_context& io, const config::settings& file, control_plane& rules)
-    : impl_(std::make_shared<impl>(io, file, rules)) {}
+admin_server::admin_server(asio::io_context& io, const config::settings& file,
+                           control_plane& rules) {
+    if (!file.admin.token.empty()) {
+        auto state = std::make_shared<shared_state>();
+        state->token_digest = auth::sha256(file.admin.token);
+        state->api = std::make_shared<admin_api>(io.get_executor(), rules);
+        admin_ = std::make_shared<impl>(io, "admin API", file.admin.bind_address, file.admin.listen,
+                                        std::move(state));
+    }
+    if (!file.metrics.bind_address.empty())
+        metrics_ = std::make_shared<impl>(io, "metrics", file.metrics.bind_address,
+                                          file.metrics.listen, std::make_shared<shared_state>());
+}
 
 admin_server::~admin_server() = default;
 
+void admin_server::set_metrics(std::function<std::string()> source) {
+    if (admin_)
+        admin_->set_metrics(source);
+    if (metrics_)
+        metrics_->set_metrics(std::move(source));
+}
+
 void admin_server::start() {
-    impl_->start();
+    if (admin_)
+        admin_->start();
+    else
+        spdlog::warn("admin API disabled: ADMIN_TOKEN not set");
+    if (metrics_)
+        metrics_->start();
 }
 
 void admin_server::stop() {
-    impl_->stop();
+    if (admin_)
+        admin_->stop();
+    if (metrics_)
+        metrics_->stop();
 }
 
 }  // namespace ratelimit_proxy::admin

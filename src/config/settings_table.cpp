@@ -414,6 +414,34 @@ std::vector<setting> make_table() {
               "bearer token of the admin API (unset: the admin API is off)",
               at(&settings::admin, &admin_settings::token), validate_admin_token),
 
+        value("metrics.bind_address", "METRICS_BIND_ADDRESS",
+              "host:port answering GET /metrics without a token (unset: only on the admin API)",
+              at(&settings::metrics, &metrics_settings::bind_address),
+              [](settings& s, const std::string& label) {
+                  if (s.metrics.bind_address.empty())
+                      return;
+                  s.metrics.listen = checked_host_port(label, s.metrics.bind_address);
+                  if (s.metrics.bind_address == s.server.bind_address ||
+                      s.metrics.bind_address == s.admin.bind_address)
+                      throw config_error(label,
+                                         "must differ from BIND_ADDRESS and "
+                                         "ADMIN_BIND_ADDRESS");
+              }),
+        value("metrics.near_limit_ratio", "METRICS_NEAR_LIMIT_RATIO",
+              "share of a limit used from which a request counts as near the limit (0.8)",
+              at(&settings::metrics, &metrics_settings::near_limit_ratio),
+              [](settings& s, const std::string& label) {
+                  if (!(s.metrics.near_limit_ratio > 0 && s.metrics.near_limit_ratio <= 1))
+                      throw config_error(label, "must be greater than 0 and at most 1");
+              }),
+        value("metrics.per_client_top_n", "METRICS_PER_CLIENT_TOP_N",
+              "per-client series for the N busiest clients, the rest as client=\"other\" (0: none)",
+              at(&settings::metrics, &metrics_settings::per_client_top_n),
+              [](settings& s, const std::string& label) {
+                  if (s.metrics.per_client_top_n > 1000)
+                      throw config_error(label, "must be at most 1000");
+              }),
+
         value("load_aware.enabled", at(&settings::load_aware, &load_aware_settings::enabled)),
         {.path = "load_aware.error_rate",
          .read_json = fraction(&load_aware_settings::error_rate),

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "ratelimit_proxy/limit/name_slots.hpp"
+
 namespace ratelimit_proxy::limit {
 
 std::string_view to_string(registration_mode m) {
@@ -41,18 +43,28 @@ limits limits_override::apply(limits base) const {
 void rule_set::select(std::string_view tier, std::string_view method, std::string_view path,
                       std::vector<const policy*>& out) const {
     out.clear();
-    if (tiers_.empty())
+    const auto* t = tier_for(tier);
+    if (!t)
         return;
-    std::size_t index = default_tier_index_;
-    for (std::size_t i = 0; i < tiers_.size(); ++i) {
-        if (tiers_[i].name == tier) {
-            index = i;
-            break;
-        }
-    }
-    for (const policy* p : tier_policies_[index])
+    for (const policy* p : tier_policies_[static_cast<std::size_t>(t - tiers_.data())])
         if (p->matches(method, path))
             out.push_back(p);
+}
+
+const tier* rule_set::tier_for(std::string_view name) const {
+    if (tiers_.empty())
+        return nullptr;
+    for (const auto& t : tiers_)
+        if (t.name == name)
+            return &t;
+    return &tiers_[default_tier_index_];
+}
+
+const policy* rule_set::route_of(std::string_view method, std::string_view path) const {
+    for (const policy* p : routed_)
+        if (p->matches(method, path))
+            return p;
+    return nullptr;
 }
 
 access rule_set::classify(std::string_view token_id, const boost::asio::ip::address& client) const {
@@ -92,6 +104,13 @@ rule_set::rule_set(rule_definitions d)
       registration_(std::move(d.registration)),
       shadow_all_(d.shadow_all),
       version_(d.version) {
+    for (auto& p : policies_) {
+        p.slot = policy_slots().slot(p.name);
+        if (!p.match.method.empty() || !p.match.path_prefix.empty())
+            routed_.push_back(&p);
+    }
+    for (auto& t : tiers_)
+        t.slot = tier_slots().slot(t.name);
     for (std::size_t i = 0; i < tiers_.size(); ++i) {
         std::vector<const policy*> resolved;
         for (const auto& name : tiers_[i].policies)

@@ -19,6 +19,7 @@ void upstream_pool::evict_expired(std::chrono::steady_clock::time_point now) {
         idle_.front()->close();
         idle_.pop_front();
     }
+    count_idle();
 }
 
 void upstream_pool::acquire(acquire_handler done, bool probe) {
@@ -29,6 +30,8 @@ void upstream_pool::acquire(acquire_handler done, bool probe) {
         auto conn = std::move(idle_.back());
         idle_.pop_back();
         if (now - conn->idle_since < idle_timeout_ && conn->usable_when_idle(probe)) {
+            stats_.reused.add();
+            count_idle();
             done({}, std::move(conn), true);
             return;
         }
@@ -38,11 +41,17 @@ void upstream_pool::acquire(acquire_handler done, bool probe) {
 }
 
 void upstream_pool::connect_new(acquire_handler done) {
-    connect_upstream(
-        io_, tls_, where_, connect_timeout_,
-        [done = std::move(done)](beast::error_code ec, std::unique_ptr<upstream_connection> conn) {
-            done(ec, std::move(conn), false);
-        });
+    count_idle();
+    // The pool belongs to the worker whose io_context runs this: it outlives the connect.
+    connect_upstream(io_, tls_, where_, connect_timeout_,
+                     [this, done = std::move(done)](beast::error_code ec,
+                                                    std::unique_ptr<upstream_connection> conn) {
+                         if (ec)
+                             stats_.connect_failures.add();
+                         else
+                             stats_.opened.add();
+                         done(ec, std::move(conn), false);
+                     });
 }
 
 void upstream_pool::release(std::unique_ptr<upstream_connection> conn) {
@@ -57,12 +66,14 @@ void upstream_pool::release(std::unique_ptr<upstream_connection> conn) {
     conn->idle_since = std::chrono::steady_clock::now();
     evict_expired(conn->idle_since);
     idle_.push_back(std::move(conn));
+    count_idle();
 }
 
 void upstream_pool::clear() {
     for (auto& conn : idle_)
         conn->close();
     idle_.clear();
+    count_idle();
 }
 
 }  // namespace ratelimit_proxy::proxy

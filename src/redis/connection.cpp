@@ -43,9 +43,8 @@ void connection::stop() {
     keep->stop();
 }
 
-connection::counters connection::stats() const {
-    return {impl_->commands_.load(std::memory_order_relaxed),
-            impl_->writes_.load(std::memory_order_relaxed)};
+const connection::counters& connection::stats() const {
+    return impl_->stats_;
 }
 
 bool connection::connected() const {

@@ -50,6 +50,7 @@ struct connection::impl final : asio_adapter::owner, std::enable_shared_from_thi
         std::uint64_t seq;
         reply_handler handler;  // empty once timed out: the late reply is dropped
         steady::time_point deadline;
+        steady::time_point sent;
     };
 
     static constexpr auto no_deadline = steady::time_point::max();
@@ -95,10 +96,9 @@ struct connection::impl final : asio_adapter::owner, std::enable_shared_from_thi
     std::size_t expired_ = 0;  // pending_[0, expired_) timed out, their replies still due
     std::uint64_t next_seq_ = 0;
     std::string command_text_;  // the command being queued, in RESP; capacity kept
-    // Pipelining, observable: commands queued and socket writes that carried them. Atomic
-    // only so another thread may read them.
-    std::atomic<std::uint64_t> commands_{0};
-    std::atomic<std::uint64_t> writes_{0};
+    counters stats_;
+    std::uint64_t unwritten_commands_ = 0;  // queued since the last socket write
+    bool connected_before_ = false;
     boost::asio::steady_timer command_timer_;
     bool command_timer_armed_ = false;
 

@@ -69,8 +69,10 @@ void connection::impl::command(std::span<const std::string_view> args, reply_han
         return;
     }
     if (!link_ || !link_->usable() ||
-        !send(*link_, args, handler, steady::now() + options_.command_timeout))
+        !send(*link_, args, handler, steady::now() + options_.command_timeout)) {
+        stats_.disconnected.add();
         asio::post(io_, [h = std::move(handler)] { h(outcome::disconnected, reply{}); });
+    }
 }
 
 // Moves the handler out only when the command was queued.
@@ -90,15 +92,20 @@ bool connection::impl::send(link& l, std::span<const std::string_view> args, rep
                                    reinterpret_cast<void*>(static_cast<std::uintptr_t>(seq)),
                                    command_text_.data(), command_text_.size()) != REDIS_OK)
         return false;
-    pending_.push_back({seq, std::move(handler), deadline});
-    commands_.fetch_add(1, std::memory_order_relaxed);
+    pending_.push_back({seq, std::move(handler), deadline, steady::now()});
+    stats_.commands.add();
+    ++unwritten_commands_;
     if (deadline != no_deadline)
         arm_command_timer(deadline);
     return true;
 }
 
 void connection::impl::on_write() {
-    writes_.fetch_add(1, std::memory_order_relaxed);
+    stats_.writes.add();
+    // A write of nothing new finishes a partial one: its commands are counted already.
+    if (unwritten_commands_ > 0)
+        stats_.commands_per_write.observe(static_cast<double>(unwritten_commands_));
+    unwritten_commands_ = 0;
 }
 
 void connection::impl::on_reply(redisAsyncContext* ac, void* r, void* privdata) {
@@ -113,6 +120,7 @@ void connection::impl::handle_reply(const redisReply* r, std::uint64_t seq) {
         return;
     }
     auto handler = std::move(pending_.front().handler);
+    const auto sent = pending_.front().sent;
     pending_.pop_front();
     // A null reply means hiredis is tearing the context down.
     if (!r && link_)
@@ -121,10 +129,15 @@ void connection::impl::handle_reply(const redisReply* r, std::uint64_t seq) {
         --expired_;  // timed out before: the late reply is dropped
         return;
     }
-    if (r)
+    if (r) {
+        stats_.command_seconds.observe(std::chrono::duration<double>(steady::now() - sent).count());
+        if (r->type == REDIS_REPLY_ERROR)
+            stats_.error_replies.add();
         handler(outcome::ok, copy_reply(*r));
-    else
+    } else {
+        stats_.disconnected.add();
         handler(outcome::disconnected, reply{});
+    }
 }
 
 // One timer per connection. Deadlines grow with issue order, so pending_ is sorted by
@@ -170,8 +183,10 @@ void connection::impl::expire_commands() {
     if (next != no_deadline)
         arm_command_timer(next);
     // Last: handlers may issue commands or destroy the connection.
-    for (auto& h : expired)
+    for (auto& h : expired) {
+        stats_.timeouts.add();
         h(outcome::timeout, reply{});
+    }
 }
 
 void connection::impl::fail_all_pending() {
@@ -179,8 +194,10 @@ void connection::impl::fail_all_pending() {
     pending_.clear();
     expired_ = 0;
     for (auto& p : left)
-        if (p.handler)
+        if (p.handler) {
+            stats_.disconnected.add();
             asio::post(io_, [h = std::move(p.handler)] { h(outcome::disconnected, reply{}); });
+        }
 }
 
 void connection::impl::append_resp_length(char kind, std::size_t n) {

@@ -223,6 +223,10 @@ void connection::impl::handle_connect(const redisAsyncContext* ac, int status) {
 void connection::impl::mark_ready(link& l) {
     l.ready_ = true;
     attempts_ = 0;
+    if (connected_before_)
+        stats_.reconnects.add();
+    connected_before_ = true;
+    stats_.up.set(1);
     connect_timer_.cancel();
     spdlog::info("redis {}: connected (db {})", where(l.address_), options_.where.db);
     // Posted, so user code never runs inside hiredis's connect callback.
@@ -254,6 +258,7 @@ void connection::impl::on_closed(asio_adapter& adapter) {
     // hiredis answers every pending callback before cleanup; this only guards against
     // surprises, so no handler is ever lost.
     fail_all_pending();
+    stats_.up.set(0);
     if (stopped_)
         return;
     std::string reason = l.close_reason_;

@@ -2,8 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "ratelimit_proxy/auth/token.hpp"
 #include "ratelimit_proxy/limit/check_items.hpp"
+#include "ratelimit_proxy/limit/name_slots.hpp"
 
 namespace ratelimit_proxy::server {
 
@@ -64,6 +67,7 @@ limit::policy registration_policy(const limit::rule_set& rules) {
     p.key = limit::key_kind::client_ip;
     p.numbers.limit = rules.registration().per_ip_per_minute;
     p.numbers.window_seconds = 60;
+    p.slot = limit::policy_slots().slot(p.name);
     return p;
 }
 
@@ -71,6 +75,8 @@ void admission::reset() {
     identity_.id.clear();
     identity_.tier.clear();
     identity_.overrides.reset();
+    tier_slot_ = 0;
+    route_slot_ = 0;
     limit_headers_.reset();
     verdict_.what = verdict::kind::forward;
     verdict_.label = "-";
@@ -96,9 +102,16 @@ void admission::decide(const request_facts& request, handler_ptr h) {
     // A blocked network can neither call the API nor register.
     if ((r->to == endpoint::api || r->to == endpoint::register_token) &&
         rules_->address_blocked(*request_->client)) {
+        count_request(decision_kind::blocked);
         verdict_.label = "blocked";
         verdict_.local(http::status::forbidden, "forbidden", "this client is blocked");
         return deliver(h);
+    }
+    if (r->to == endpoint::register_token) {
+        route_slot_ = ctx_.register_policy.slot;
+    } else if (r->to == endpoint::api) {
+        if (const auto* p = rules_->route_of(request_->method_text, request_->path))
+            route_slot_ = p->slot;
     }
     switch (r->to) {
         case endpoint::api:
@@ -166,6 +179,7 @@ void admission::handle_register(handler_ptr& h) {
 void admission::on_register_decision(limit::decision&& d, handler_ptr& h) {
     if (h->closed())
         return;
+    count_decision(d, false);
     if (!d.allowed) {
         verdict_.label = "denied";
         set_limit_headers(d);
@@ -183,6 +197,7 @@ void admission::on_register_decision(limit::decision&& d, handler_ptr& h) {
                               verdict_.local(http::status::service_unavailable, "unavailable",
                                              "cannot store the token: Redis is unreachable");
                           } else {
+                              ctx_.metrics.tokens_registered.add();
                               verdict_.local_json(http::status::created, "{\"token\":\"");
                               verdict_.message.append(*token).append("\"}");
                           }
@@ -193,6 +208,7 @@ void admission::on_register_decision(limit::decision&& d, handler_ptr& h) {
 void admission::handle_api(handler_ptr& h) {
     auto token = auth::bearer_token((*request_->headers)[http::field::authorization]);
     if (!token) {
+        ctx_.metrics.count_auth_failure(auth_failure::missing);
         verdict_.label = "unauthenticated";
         verdict_.local(http::status::unauthorized, "unauthorized",
                        "missing bearer token: send Authorization: Bearer <token> from POST "
@@ -214,10 +230,12 @@ void admission::on_lookup(const auth::lookup_result& result, handler_ptr& h) {
             identity_ = result.who;
             return check_limit(h);
         case auth::lookup_status::unknown:
+            ctx_.metrics.count_auth_failure(auth_failure::unknown);
             verdict_.label = "unauthenticated";
             verdict_.local(http::status::unauthorized, "unauthorized", "unknown token");
             return deliver(h);
         case auth::lookup_status::unavailable:
+            ctx_.metrics.count_auth_failure(auth_failure::unverifiable);
             verdict_.label = "unavailable";
             verdict_.local(http::status::service_unavailable, "unavailable",
                            "cannot verify the token: Redis is unreachable");
@@ -227,12 +245,16 @@ void admission::on_lookup(const auth::lookup_result& result, handler_ptr& h) {
 
 void admission::check_limit(handler_ptr& h) {
     const auto& rules = *rules_;
+    if (const auto* t = rules.tier_for(identity_.tier))
+        tier_slot_ = t->slot;
     switch (rules.classify(identity_.id, *request_->client)) {
         case limit::access::block:
+            count_request(decision_kind::blocked);
             verdict_.label = "blocked";
             verdict_.local(http::status::forbidden, "forbidden", "this token is blocked");
             return deliver(h);
         case limit::access::bypass:
+            count_request(decision_kind::bypass);
             verdict_.forward("bypass");
             return deliver(h);
         case limit::access::normal:
@@ -265,9 +287,30 @@ void admission::check_limit(handler_ptr& h) {
     });
 }
 
-void admission::count_decision(const limit::decision& d) {
+void admission::count_request(decision_kind k) {
+    ctx_.metrics.count_decision(0, tier_slot_, k);
+}
+
+void admission::count_decision(const limit::decision& d, bool known_denial) {
+    auto& m = ctx_.metrics;
+    if (d.store_unavailable) {
+        for (const auto& item : items_)
+            m.count_decision(item.source->slot, tier_slot_, decision_kind::fail_closed);
+        return;
+    }
+    const double near = ctx_.settings.metrics.near_limit_ratio;
     for (const auto& r : d.results) {
+        const auto policy = r.source->slot;
         auto* counters = r.source->counters.get();
+        // A remembered denial checked nothing now: only the policies that denied count.
+        if (known_denial && r.allowed)
+            continue;
+        const double used =
+            r.allowed && r.quota > 0
+                ? std::clamp(1.0 - static_cast<double>(r.remaining) / r.quota, 0.0, 1.0)
+                : 1.0;
+        m.observe_used(policy, used);
+        decision_kind k;
         if (r.shadow && !r.allowed) {
             // Shadow mode: what enforcement would have done, for the operator only.
             spdlog::info("shadow: policy \"{}\" would deny {} {} (token {}, client {})",
@@ -276,12 +319,25 @@ void admission::count_decision(const limit::decision& d) {
                          request_->client_text);
             if (counters)
                 counters->add(limit::policy_counters::shadow_denied, ctx_.worker_index);
-        } else if (counters) {
-            counters->add(
-                r.allowed ? limit::policy_counters::allowed : limit::policy_counters::denied,
-                ctx_.worker_index);
+            k = decision_kind::shadow_denied;
+        } else {
+            if (counters)
+                counters->add(
+                    r.allowed ? limit::policy_counters::allowed : limit::policy_counters::denied,
+                    ctx_.worker_index);
+            if (r.allowed)
+                k = d.decided_locally ? decision_kind::fallback_allowed : decision_kind::allowed;
+            else if (known_denial)
+                k = decision_kind::denied_cached;
+            else
+                k = d.decided_locally ? decision_kind::fallback_denied : decision_kind::denied;
         }
+        m.count_decision(policy, tier_slot_, k);
+        if (r.allowed && used >= near)
+            m.count_near_limit(policy, tier_slot_);
     }
+    if (m.clients.enabled())
+        m.clients.add(identity_.id.empty() ? request_->client_text : identity_.id, d.allowed);
 }
 
 void admission::set_limit_headers(const limit::decision& d) {
@@ -298,7 +354,7 @@ void admission::set_limit_headers(const limit::decision& d) {
 void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr& h) {
     if (h->closed())
         return;
-    count_decision(d);
+    count_decision(d, known_denial);
     if (d.store_unavailable) {
         verdict_.label = "unavailable";
         verdict_.local(http::status::service_unavailable, "unavailable",

@@ -9,10 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <ctime>
 #include <mutex>
 #include <thread>
 
 #include "listener.hpp"
+#include "metrics_scrape.hpp"
 #include "proxy_context.hpp"
 #include "ratelimit_proxy/admin/control_plane.hpp"
 #include "ratelimit_proxy/config/host_port.hpp"
@@ -41,6 +43,7 @@ struct server::impl {
     std::shared_ptr<listener> accept;
     std::chrono::steady_clock::time_point drain_deadline;
     std::atomic<bool> stopping{false};
+    process_metrics process;
 
     std::size_t open_sessions() const {
         std::size_t n = 0;
@@ -84,13 +87,17 @@ struct server::impl {
             if (reload_file) {
                 try {
                     rules.reload_file(reload_file());
+                    process.reloads_ok.add();
+                    process.last_reload_success.set(static_cast<double>(std::time(nullptr)));
                     spdlog::info(
                         "SIGHUP: configuration reloaded (policies, tiers, access lists, "
                         "registration; other settings need a restart)");
                 } catch (const config::config_error& e) {
+                    process.reloads_failed.add();
                     spdlog::error("SIGHUP: configuration not reloaded, the running one stays: {}",
                                   e.what());
                 } catch (const std::exception& e) {
+                    process.reloads_failed.add();
                     spdlog::error("SIGHUP: configuration not reloaded: {}", e.what());
                 }
             }
@@ -150,12 +157,15 @@ int server::run() {
     auto control_guard = asio::make_work_guard(impl_->control);
     std::thread control_thread([this] { impl_->control.run(); });
 
+    impl_->process.last_reload_success.set(static_cast<double>(std::time(nullptr)));
+    impl_->admin.set_metrics(
+        [this] { return scrape_metrics(impl_->workers, *impl_->rules.current(), impl_->process); });
     impl_->rules.set_runtime_stats([this] {
         std::uint64_t commands = 0, writes = 0;
         for (const auto& w : impl_->workers) {
-            const auto c = w->redis().stats();
-            commands += c.commands;
-            writes += c.writes;
+            const auto& c = w->redis().stats();
+            commands += c.commands.value();
+            writes += c.writes.value();
         }
         return nlohmann::json{
             {"redis_commands", commands},

@@ -209,6 +209,8 @@ void session::request_state::reset() {
     sent = false;
     upstream_keep_alive = false;
     upstream_time = {};
+    answered = answered_by::proxy;
+    started = std::chrono::steady_clock::now();
 }
 
 void session::on_read_header(beast::error_code ec) {
@@ -298,6 +300,9 @@ void session::forward() {
 
 void session::start_upstream(bool fresh_connection) {
     request_.upstream_started = std::chrono::steady_clock::now();
+    if (!fresh_connection)
+        owner_.metrics().overhead_seconds.observe(
+            worker_metrics::seconds(request_.upstream_started - request_.started));
     auto handler = [self = shared_from_this()](
                        beast::error_code ec, std::unique_ptr<proxy::upstream_connection> conn,
                        bool reused) { self->on_upstream(ec, std::move(conn), reused); };
@@ -479,6 +484,12 @@ void session::on_read_response_header(beast::error_code ec) {
         res.result() != http::status::switching_protocols)
         return do_read_response_header();
     request_.upstream_time = std::chrono::steady_clock::now() - request_.upstream_started;
+    request_.answered = answered_by::upstream;
+    auto& metrics = owner_.metrics();
+    metrics.upstream_header_seconds.observe(worker_metrics::seconds(request_.upstream_time));
+    if (res.result() == http::status::too_many_requests)
+        metrics.upstream_throttled.add();
+    metrics.upstream_quota_seen.observe(res);
 
     request_.upstream_keep_alive = res.keep_alive();
     const bool upstream_chunked = res.chunked();
@@ -604,6 +615,8 @@ void session::upstream_failed(beast::error_code ec, const char* what) {
     if (closed_)
         return;
     const bool timed_out = ec == beast::error::timeout;
+    if (timed_out)
+        owner_.metrics().upstream_timeouts.add();
     spdlog::warn("upstream {} failed: {}", what, ec.message());
     owner_.context().load->record(
         owner_.index(), true,
@@ -757,7 +770,14 @@ void session::linger() {
                             });
 }
 
+void session::count_response(unsigned status) {
+    auto& metrics = owner_.metrics();
+    metrics.count_response(admission_.route_slot(), status, request_.answered);
+    metrics.observe_request(request_.answered, std::chrono::steady_clock::now() - request_.started);
+}
+
 void session::log_access(unsigned status) {
+    count_response(status);
     const auto upstream_ms =
         std::chrono::duration_cast<std::chrono::microseconds>(request_.upstream_time).count() /
         1000.0;

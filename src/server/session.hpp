@@ -76,7 +76,9 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
         bool upstream_reused = false;
         bool sent = false;                 // header and whole body are out to the upstream
         bool upstream_keep_alive = false;  // the upstream's response allows reuse
+        std::chrono::steady_clock::time_point started;  // the header was read
         std::chrono::steady_clock::time_point upstream_started;
+        answered_by answered = answered_by::proxy;
         std::chrono::steady_clock::duration upstream_time{};
         request_facts facts;  // what admission reads, filled when the header is in
 
@@ -123,6 +125,8 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
     void close();
     void fail(beast::error_code ec, const char* what);
     void log_access(unsigned status);
+    // The request's response in the metrics: by route, status class and who answered.
+    void count_response(unsigned status);
 
     worker& owner_;
     stream_type stream_;

@@ -38,6 +38,7 @@ worker::worker(const proxy_context& ctx, unsigned index,
                std::shared_ptr<const limit::rule_set> rules)
     : ctx_(ctx),
       index_(index),
+      metrics_(ctx.settings.metrics.per_client_top_n),
       io_(1),
       redis_(io_, redis_options(ctx)),
       breaker_(ctx.settings.redis.breaker_failures, ctx.settings.redis.breaker_probe_interval),
@@ -47,7 +48,7 @@ worker::worker(const proxy_context& ctx, unsigned index,
       pool_(io_, ctx.tls.get(), upstream_endpoint(ctx), ctx.settings.upstream.connect_timeout,
             ctx.settings.upstream.max_idle_connections, ctx.settings.upstream.pool_idle_timeout),
       admission_{ctx.settings, tokens_,          *limiter_, denials_, redis_,
-                 rules_,       register_policy_, *ctx.load, index} {
+                 rules_,       register_policy_, *ctx.load, index,    metrics_} {
     set_rules(std::move(rules));
 }
 

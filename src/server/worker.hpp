@@ -17,6 +17,7 @@
 #include "ratelimit_proxy/redis/circuit_breaker.hpp"
 #include "ratelimit_proxy/redis/connection.hpp"
 #include "ratelimit_proxy/server/admission.hpp"
+#include "ratelimit_proxy/server/proxy_metrics.hpp"
 
 namespace ratelimit_proxy::server {
 
@@ -39,6 +40,12 @@ class worker {
     // so tier changes and revocations apply at once.
     void set_rules(std::shared_ptr<const limit::rule_set> rules);
     proxy::upstream_pool& pool() { return pool_; }
+    const proxy::upstream_pool& pool() const { return pool_; }
+    const redis::connection& redis() const { return redis_; }
+    const redis::circuit_breaker& breaker() const { return breaker_; }
+    // This worker's metrics: written on its thread, read by the scrape.
+    worker_metrics& metrics() { return metrics_; }
+    const worker_metrics& metrics() const { return metrics_; }
     unsigned index() const { return index_; }
     // What every session's admission decides with.
     const admission_context& admission() const { return admission_; }
@@ -75,6 +82,7 @@ class worker {
     std::vector<std::unique_ptr<char[]>> spare_buffers_;
     std::vector<boost::beast::flat_buffer> spare_header_buffers_;
     std::vector<std::unique_ptr<exchange_state>> spare_exchanges_;
+    worker_metrics metrics_;
     boost::asio::io_context io_;
     redis::connection redis_;
     redis::circuit_breaker breaker_;

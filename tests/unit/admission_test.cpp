@@ -153,8 +153,9 @@ class AdmissionTest : public ::testing::Test {
     std::shared_ptr<const limit::rule_set> rules_;
     limit::policy register_policy_;
     server::load_monitor load_{server::load_rule{}, 1};
+    server::worker_metrics metrics_{0};
     server::admission_context ctx_{settings_, tokens_,          limiter_, denials_, redis_,
-                                   rules_,    register_policy_, load_,    0};
+                                   rules_,    register_policy_, load_,    0,        metrics_};
     server::admission admission_{ctx_};
     std::shared_ptr<recording_handler> handler_ = std::make_shared<recording_handler>();
     boost::asio::ip::address client_ = boost::asio::ip::make_address("203.0.113.5");

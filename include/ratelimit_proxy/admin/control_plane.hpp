@@ -131,19 +131,23 @@ class control_plane {
     boost::asio::steady_timer timer_;
 };
 
-// The admin HTTP API on ADMIN_BIND_ADDRESS (JSON, Bearer ADMIN_TOKEN). Not started when no
-// admin token is configured.
+// The admin HTTP API on ADMIN_BIND_ADDRESS (JSON, Bearer ADMIN_TOKEN), with GET /metrics;
+// not started when no admin token is configured. And, on METRICS_BIND_ADDRESS when set, a
+// listener answering GET /metrics alone, without a token (for Prometheus).
 class admin_server {
   public:
     admin_server(boost::asio::io_context& io, const config::settings& file, control_plane& rules);
     ~admin_server();
+    // Before start(): what GET /metrics answers (the Prometheus text), on the control thread.
+    void set_metrics(std::function<std::string()> source);
     void start();  // throws std::runtime_error if it cannot listen
     void stop();
 
     class impl;
 
   private:
-    std::shared_ptr<impl> impl_;
+    std::shared_ptr<impl> admin_;
+    std::shared_ptr<impl> metrics_;
 };
 
 }  // namespace ratelimit_proxy::admin

@@ -77,6 +77,16 @@ struct admin_settings {
     std::string token;  // ADMIN_TOKEN; empty: the admin API is off. At least 16 characters.
 };
 
+// What GET /metrics exports (JSON "metrics").
+struct metrics_settings {
+    // METRICS_BIND_ADDRESS: host:port of a listener answering GET /metrics without the admin
+    // token (for Prometheus); empty: /metrics only on the admin listener.
+    std::string bind_address;
+    host_port listen;               // bind_address as validate() parsed it
+    double near_limit_ratio = 0.8;  // (0, 1]: an allowed request at this share used is near
+    unsigned per_client_top_n = 0;  // 0: no per-client series; else at most this many clients
+};
+
 // Scaling limits down while the upstream struggles (JSON "load_aware"): thresholds over a
 // short window of upstream responses; the limiter that applies them documents the rule.
 struct load_aware_settings {
@@ -95,6 +105,7 @@ struct settings {
     server_settings server;
     auth_settings auth;
     admin_settings admin;
+    metrics_settings metrics;
     load_aware_settings load_aware;
     std::string log_level = "info";  // LOG_LEVEL: trace debug info warn error critical off
     std::string store =

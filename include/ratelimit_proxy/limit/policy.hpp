@@ -78,6 +78,7 @@ struct policy {
     bool shadow = false;                        // decided, logged and counted, never enforced
     std::optional<bool> fail_closed;            // unset: the process-wide FAIL_CLOSED
     std::shared_ptr<policy_counters> counters;  // set when a rule set is built
+    std::uint16_t slot = 0;                     // policy_slots() (name_slots.hpp), idem
 
     bool matches(std::string_view method, std::string_view path) const;
 };

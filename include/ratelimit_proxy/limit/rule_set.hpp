@@ -20,6 +20,7 @@ namespace ratelimit_proxy::limit {
 struct tier {
     std::string name;
     std::vector<std::string> policies;  // policy names
+    std::uint16_t slot = 0;             // tier_slots() (name_slots.hpp): set by the rule set
 };
 
 // Tokens (by id: the 16-hex prefix of the token's SHA-256, as the admin API lists them) and
@@ -90,6 +91,12 @@ class rule_set {
     // Replaces the contents of `out`.
     void select(std::string_view tier, std::string_view method, std::string_view path,
                 std::vector<const policy*>& out) const;
+    // The tier a token of tier `name` gets: that one, or the default tier if it is unknown.
+    // Null only without tiers.
+    const tier* tier_for(std::string_view name) const;
+    // The first policy with a route match (method or path prefix) that matches: what the
+    // metrics call the request's route. Null when none does.
+    const policy* route_of(std::string_view method, std::string_view path) const;
 
     // Block wins over bypass; a token id or a client address on either list counts.
     access classify(std::string_view token_id, const boost::asio::ip::address& client) const;
@@ -114,6 +121,7 @@ class rule_set {
     std::vector<std::vector<const policy*>> tier_policies_;  // parallel to tiers_
     std::string default_tier_;
     std::size_t default_tier_index_ = 0;  // into tiers_
+    std::vector<const policy*> routed_;   // the policies with a route match, in order
     access_list bypass_;
     access_list block_;
     common::cidr_set bypass_networks_;

@@ -4,6 +4,7 @@
 #include <deque>
 #include <memory>
 
+#include "ratelimit_proxy/metrics/cells.hpp"
 #include "ratelimit_proxy/proxy/upstream_connection.hpp"
 
 namespace ratelimit_proxy::proxy {
@@ -28,7 +29,17 @@ class upstream_pool {
     std::size_t idle_count() const { return idle_.size(); }
     void clear();
 
+    // Written on the pool's thread, readable from any (the scrape).
+    struct counters {
+        metrics::counter_cell opened;
+        metrics::counter_cell connect_failures;
+        metrics::counter_cell reused;
+        metrics::gauge_cell idle;
+    };
+    const counters& stats() const { return stats_; }
+
   private:
+    void count_idle() { stats_.idle.set(static_cast<double>(idle_.size())); }
     void evict_expired(std::chrono::steady_clock::time_point now);
 
     boost::asio::io_context& io_;
@@ -38,6 +49,7 @@ class upstream_pool {
     std::size_t max_idle_;
     std::chrono::milliseconds idle_timeout_;
     std::deque<std::unique_ptr<upstream_connection>> idle_;  // most recently used at the back
+    counters stats_;
 };
 
 }  // namespace ratelimit_proxy::proxy

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 
@@ -8,7 +9,7 @@ namespace ratelimit_proxy::redis {
 // Stops paying the command timeout on every request while Redis is down: after
 // `failure_threshold` consecutive failures the breaker opens and callers go straight to their
 // fallback; once per `probe_interval` one call is let through, and its success closes it.
-// One per worker thread, so not thread-safe.
+// One per worker thread, so not thread-safe; only current() may be read from another thread.
 class circuit_breaker {
   public:
     using clock = std::chrono::steady_clock;
@@ -20,7 +21,7 @@ class circuit_breaker {
 
     // True if the caller may use Redis now. While open, true once per probe interval.
     bool allow(clock::time_point now = clock::now()) {
-        switch (state_) {
+        switch (state_.load(std::memory_order_relaxed)) {
             case state::closed:
                 return true;
             case state::half_open:
@@ -44,7 +45,7 @@ class circuit_breaker {
     void record_success();
     void record_failure(clock::time_point now = clock::now());
 
-    state current() const { return state_; }
+    state current() const { return state_.load(std::memory_order_relaxed); }
     bool is_open() const { return state_ != state::closed; }
     std::uint64_t times_opened() const { return times_opened_; }
     std::uint64_t failures_total() const { return failures_total_; }
@@ -52,7 +53,7 @@ class circuit_breaker {
   private:
     unsigned failure_threshold_;
     clock::duration probe_interval_;
-    state state_ = state::closed;
+    std::atomic<state> state_ = state::closed;  // atomic only for the scrape's reads
     unsigned consecutive_failures_ = 0;
     clock::time_point next_probe_{};
     std::uint64_t times_opened_ = 0;

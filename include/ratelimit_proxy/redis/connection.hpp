@@ -9,6 +9,7 @@
 
 // Included for the users of the connection: the URL it is given, the replies it hands back,
 // and the scripts run on it.
+#include "ratelimit_proxy/metrics/cells.hpp"
 #include "ratelimit_proxy/redis/endpoint.hpp"
 #include "ratelimit_proxy/redis/reply.hpp"
 #include "ratelimit_proxy/redis/script.hpp"
@@ -45,13 +46,21 @@ class connection {
     void stop();
     bool connected() const;
 
-    // Commands issued, and the socket writes that carried them: commands issued in one turn of
-    // the event loop share one write, so under load commands / writes is well above 1.
+    // What the connection did, written on its thread and readable from any (the scrape).
+    // Commands issued in one turn of the event loop share one write, so under load
+    // commands / writes is well above 1.
     struct counters {
-        std::uint64_t commands = 0;
-        std::uint64_t writes = 0;
+        metrics::counter_cell commands;
+        metrics::counter_cell writes;
+        metrics::counter_cell timeouts;
+        metrics::counter_cell disconnected;  // commands answered outcome::disconnected
+        metrics::counter_cell error_replies;
+        metrics::counter_cell reconnects;  // connects after the first
+        metrics::gauge_cell up;            // 1 while connected and ready
+        metrics::histogram_cell command_seconds{metrics::fast_duration_bounds};
+        metrics::histogram_cell commands_per_write{metrics::batch_bounds};
     };
-    counters stats() const;
+    const counters& stats() const;
 
     // Sends one command. The handler is always called exactly once, on the io_context
     // thread, never from inside command() itself.

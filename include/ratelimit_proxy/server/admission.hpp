@@ -21,6 +21,7 @@
 #include "ratelimit_proxy/redis/connection.hpp"
 #include "ratelimit_proxy/server/load_monitor.hpp"
 #include "ratelimit_proxy/server/local_reply.hpp"
+#include "ratelimit_proxy/server/proxy_metrics.hpp"
 
 namespace ratelimit_proxy::server {
 
@@ -40,6 +41,7 @@ struct admission_context {
     const limit::policy& register_policy;
     const load_monitor& load;
     unsigned worker_index;  // the slot of the policy counters
+    worker_metrics& metrics;
 };
 
 // The parts of a request admission looks at. Views into the session's request, which stays
@@ -88,6 +90,9 @@ class admission {
 
     const verdict& result() const { return verdict_; }
     const auth::identity& who() const { return identity_; }
+    // The request's route for the metrics: the policy slot of rule_set::route_of, the
+    // registration policy's for POST /register; 0 ("other") for anything else.
+    std::uint16_t route_slot() const { return route_slot_; }
 
   private:
     using handler_ptr = std::shared_ptr<verdict_handler>;
@@ -101,7 +106,9 @@ class admission {
     void check_limit(handler_ptr& h);
     // known_denial: answered by the over-limit cache, not by the store.
     void on_decision(limit::decision&& d, bool known_denial, handler_ptr& h);
-    void count_decision(const limit::decision& d);
+    void count_decision(const limit::decision& d, bool known_denial);
+    // A decision made before any policy was checked (bypass, blocked).
+    void count_request(decision_kind k);
     // The request's part of its check items (no token, no overrides, no scaling).
     limit::check_subject subject() const;
     void set_limit_headers(const limit::decision& d);
@@ -117,6 +124,8 @@ class admission {
     std::vector<const limit::policy*> selected_;
     std::vector<limit::check_item> items_;
     double scale_ = 1;  // the factor this request's limits were multiplied by
+    std::uint16_t tier_slot_ = 0;   // the token's tier, for the metrics (0: not known yet)
+    std::uint16_t route_slot_ = 0;
     std::chrono::steady_clock::time_point check_started_;
     std::optional<limit::rate_limit_headers> limit_headers_;
     verdict verdict_;
