@@ -2,6 +2,7 @@
 """Checks the dashboard and the alert rules in deploy/ against a scrape of the proxy.
 
     check_deploy_files.py --metrics SCRAPE [--dashboard JSON] [--alerts YAML]
+    check_deploy_files.py --dashboard-as-rules [--dashboard JSON] > rules.yml
     check_deploy_files.py --self-test
 
 SCRAPE is the Prometheus text the proxy answers on GET /metrics ("-" reads standard input).
@@ -10,7 +11,8 @@ alert expression must be one the scrape exports: a family of a `# TYPE` line (a 
 also as _bucket, _sum and _count) or a sample's name. The dashboard must be JSON with panels,
 each query panel with queries, every $variable defined; every alert needs `for:`, a severity
 label and summary and description annotations. Exit 0 when all holds, 1 with the list of
-problems, 2 on bad arguments. Python 3 standard library only (no YAML module: the alert file is
+problems, 2 on bad arguments. --dashboard-as-rules writes the dashboard's queries as
+recording rules (Grafana variables replaced by values), so `promtool check rules` parses them. Python 3 standard library only (no YAML module: the alert file is
 read with a small parser for the subset Prometheus rule files use).
 """
 
@@ -249,6 +251,25 @@ def dashboard_queries(path, problems):
     return queries
 
 
+def dashboard_as_rules(path):
+    """The dashboard's panel queries as a Prometheus rule file, or None when it has problems."""
+    problems = []
+    queries = dashboard_queries(path, problems)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return None
+
+    def value(m):
+        name = next(g for g in m.groups() if g)
+        return "5m" if name in ("__rate_interval", "__interval", "__range") else ".*"
+
+    lines = ["groups:", "  - name: dashboard", "    rules:"]
+    for n, (where, expr) in enumerate(queries, 1):
+        lines += [f"      # {where}", f"      - record: dashboard:query{n}",
+                  f"        expr: {json.dumps(GRAFANA_VAR.sub(value, expr))}"]
+    return "\n".join(lines) + "\n"
+
+
 def _yaml_scalar(value):
     value = value.strip()
     if len(value) >= 2 and value[0] == value[-1] == "'":
@@ -376,10 +397,18 @@ def main():
     parser.add_argument("--metrics", help='a scrape of GET /metrics ("-": standard input)')
     parser.add_argument("--dashboard", default=str(DEFAULT_DASHBOARD))
     parser.add_argument("--alerts", default=str(DEFAULT_ALERTS))
+    parser.add_argument("--dashboard-as-rules", action="store_true",
+                        help="print the dashboard's queries as a rule file for promtool and exit")
     parser.add_argument("--self-test", action="store_true", help="test the PromQL tokeniser and exit")
     args = parser.parse_args()
     if args.self_test:
         return self_test()
+    if args.dashboard_as_rules:
+        rules = dashboard_as_rules(args.dashboard)
+        if rules is None:
+            return 1
+        sys.stdout.write(rules)
+        return 0
     if not args.metrics:
         parser.error("--metrics is required")
     try:
