@@ -11,9 +11,13 @@ alert expression must be one the scrape exports: a family of a `# TYPE` line (a 
 also as _bucket, _sum and _count) or a sample's name. The dashboard must be JSON with panels,
 each query panel with queries, every $variable defined; every alert needs `for:`, a severity
 label and summary and description annotations. Exit 0 when all holds, 1 with the list of
-problems, 2 on bad arguments. --dashboard-as-rules writes the dashboard's queries as
-recording rules (Grafana variables replaced by values), so `promtool check rules` parses them. Python 3 standard library only (no YAML module: the alert file is
-read with a small parser for the subset Prometheus rule files use).
+problems, 2 on bad arguments.
+
+--dashboard-as-rules writes the dashboard's queries as recording rules (Grafana variables
+replaced by values), so `promtool check rules` parses them.
+
+Python 3 standard library only (no YAML module: the alert file is read with a small parser for
+the subset Prometheus rule files use).
 """
 
 import argparse
@@ -164,6 +168,8 @@ def metric_names(expr):
 
 
 def exported_names(scrape):
+    """Names a query may select: `# TYPE` families (with a histogram's or summary's series
+    names) and the samples' names."""
     names = set()
     for line in scrape.splitlines():
         line = line.strip()
@@ -212,7 +218,8 @@ def dashboard_queries(path, problems):
         if m:
             queries.append((where, m.group(1)))
             continue
-        problems.append(f"{where}: query {query!r} is neither label_values(metric, label) nor query_result(expr)")
+        problems.append(f"{where}: query {query!r} is neither label_values(metric, label) "
+                        "nor query_result(expr)")
 
     def walk(panels):
         for panel in panels:
@@ -295,7 +302,7 @@ def alert_rules(path, problems):
     if not starts:
         problems.append(f"{path}: no rules found")
     rules = []
-    for n, start in enumerate(starts):
+    for start in starts:
         base = indent(lines[start])
         end = start + 1
         while end < len(lines) and (not lines[end].strip() or indent(lines[end]) > base):
@@ -325,7 +332,8 @@ def alert_rules(path, problems):
         rules.append((where, expr))
         if kind == "alert":
             text = "\n".join(block)
-            for part, pattern in (("for:", r"^\s+for:\s*\S"), ("labels.severity", r"^\s+severity:\s*\S"),
+            for part, pattern in (("for:", r"^\s+for:\s*\S"),
+                                  ("labels.severity", r"^\s+severity:\s*\S"),
                                   ("annotations.summary", r"^\s+summary:\s*\S"),
                                   ("annotations.description", r"^\s+description:\s*\S")):
                 if not re.search(pattern, text, re.M):
@@ -354,7 +362,8 @@ def check(scrape, dashboard, alerts):
             if name not in exported:
                 unknown.setdefault(name, []).append(where)
     for name in sorted(unknown):
-        problems.append(f"unknown metric {name} (not in the scrape), used by:\n    " + "\n    ".join(unknown[name]))
+        problems.append(f"unknown metric {name} (not in the scrape), used by:\n    "
+                        + "\n    ".join(unknown[name]))
     return problems, len(queries), used
 
 
