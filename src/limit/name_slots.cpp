@@ -7,7 +7,7 @@ std::uint16_t name_slots::slot(std::string_view name) {
     if (auto it = slots_.find(name); it != slots_.end())
         return it->second;
     const auto last = static_cast<std::uint16_t>(capacity_ - 1);
-    if (names_.size() > last) {
+    if (names_.size() >= last) {
         names_.resize(capacity_);
         names_[last] = "other";
         return last;

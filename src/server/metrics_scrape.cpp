@@ -191,7 +191,7 @@ void upstream_metrics(exposition& out, const workers_t& workers) {
     double idle = 0;
     struct quota {
         double remaining = 0, limit = 0, updated = -1;
-        bool has_limit = false;
+        bool has_remaining = false, has_limit = false;
     };
     std::map<std::string, quota, std::less<>> quotas;
     for (const auto& w : workers) {
@@ -208,9 +208,10 @@ void upstream_metrics(exposition& out, const workers_t& workers) {
             const auto& e = seen.at(i);
             auto& q = quotas[std::string(e.name.data(), e.length)];
             // The newest answer of any worker is the upstream's current word.
-            if (e.updated.value() > q.updated) {
+            if (e.has_remaining.value() > 0 && e.updated.value() > q.updated) {
                 q.updated = e.updated.value();
                 q.remaining = e.remaining.value();
+                q.has_remaining = true;
             }
             if (e.has_limit.value() > 0) {
                 q.limit = e.limit.value();
@@ -231,10 +232,11 @@ void upstream_metrics(exposition& out, const workers_t& workers) {
     out.counter(name_of("upstream_throttled_total"), "Upstream answers 429 (it limits us)", {},
                 static_cast<double>(throttled));
     for (const auto& [name, q] : quotas) {
-        out.gauge(name_of("upstream_ratelimit_remaining"),
-                  "What the upstream said is left of its own limit (x-ratelimit-remaining-*, "
-                  "RateLimit): the one upstream key is shared by every client",
-                  {{"limit", name}}, q.remaining);
+        if (q.has_remaining)
+            out.gauge(name_of("upstream_ratelimit_remaining"),
+                      "What the upstream said is left of its own limit (x-ratelimit-remaining-*, "
+                      "RateLimit): the one upstream key is shared by every client",
+                      {{"limit", name}}, q.remaining);
         if (q.has_limit)
             out.gauge(name_of("upstream_ratelimit_limit"),
                       "The upstream's own limit (x-ratelimit-limit-*, RateLimit-Limit)",

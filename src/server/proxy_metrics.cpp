@@ -154,8 +154,10 @@ void upstream_quota::observe(const boost::beast::http::fields& fields) {
         auto* e = find_or_add(name);
         if (!e)
             continue;
-        if (remaining)
+        if (remaining) {
             e->remaining.set(*remaining);
+            e->has_remaining.set(1);
+        }
         if (limit) {
             e->limit.set(*limit);
             e->has_limit.set(1);

@@ -347,3 +347,63 @@ TEST(LocalReply, TooManyRequestsWithoutLimitHeadersIsStillA429) {
     EXPECT_EQ(v.error, "rate_limited");
     EXPECT_EQ(v.message, "too many registrations from this address; retry after  seconds");
 }
+
+namespace {
+std::uint64_t decisions_of(const server::worker_metrics& m, const limit::rule_set& rules,
+                           std::string_view policy, std::string_view tier,
+                           server::decision_kind d) {
+    const auto p = policy == "none" ? 0 : rules.find_policy(policy)->slot;
+    const auto t = tier == "none" ? 0 : rules.find_tier(tier)->slot;
+    return m.decisions(p, t, static_cast<std::size_t>(d));
+}
+}  // namespace
+
+TEST_F(AdmissionTest, MetricsCountEachPolicysDecisionUnderTheTokensTier) {
+    const auto token = bearer(known_token("pro"));
+    decide(http::verb::post, "/api/chat/completions", token);
+    limiter_.allow = false;
+    decide(http::verb::post, "/api/chat/completions", token);
+    decide(http::verb::post, "/api/chat/completions", token);  // from the deny cache
+    using server::decision_kind;
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "pro", decision_kind::allowed), 1u);
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "chat", "pro", decision_kind::allowed), 1u);
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "pro", decision_kind::denied), 1u);
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "chat", "pro", decision_kind::denied_cached), 1u);
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "free", decision_kind::allowed), 0u);
+    // The route is the policy whose match the path meets.
+    EXPECT_EQ(admission_.route_slot(), rules_->find_policy("chat")->slot);
+}
+
+TEST_F(AdmissionTest, MetricsCountFallbackAndFailClosedApart) {
+    const auto token = bearer(known_token("free"));
+    limiter_.unavailable = true;
+    decide(http::verb::get, "/api/echo", token);
+    using server::decision_kind;
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "free", decision_kind::fail_closed), 1u);
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "free", decision_kind::allowed), 0u);
+}
+
+TEST_F(AdmissionTest, MetricsCountBypassBlockAndAuthFailuresWithoutAPolicy) {
+    set_rules(R"({"bypass": {"tokens": ["0123456789abcdef"]}})");
+    decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    decide(http::verb::get, "/api/echo");
+    set_rules(R"({"block": {"cidrs": ["203.0.113.0/24"]}})");
+    decide(http::verb::get, "/api/echo");
+    using server::decision_kind;
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "none", "free", decision_kind::bypass), 1u);
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "none", "none", decision_kind::blocked), 1u);
+    EXPECT_EQ(metrics_.auth_failures(static_cast<std::size_t>(server::auth_failure::missing)), 1u);
+    EXPECT_EQ(limiter_.calls, 0);
+}
+
+TEST_F(AdmissionTest, NearLimitIsCountedFromTheConfiguredShareUsed) {
+    // The fake limiter leaves 9 of each limit: burst (10) is 10% used, below 0.8.
+    const auto token = bearer(known_token("free"));
+    decide(http::verb::get, "/api/echo", token);
+    const auto burst = rules_->find_policy("burst")->slot;
+    const auto free = rules_->find_tier("free")->slot;
+    EXPECT_EQ(metrics_.near_limit(burst, free), 0u);
+    settings_.metrics.near_limit_ratio = 0.05;
+    decide(http::verb::get, "/api/echo", token);
+    EXPECT_EQ(metrics_.near_limit(burst, free), 1u);
+}

@@ -59,6 +59,7 @@ class upstream_quota {
         std::uint8_t length = 0;
         metrics::gauge_cell remaining;
         metrics::gauge_cell limit;
+        metrics::gauge_cell has_remaining;  // 1 once a response stated it
         metrics::gauge_cell has_limit;
         metrics::gauge_cell updated;  // unix seconds of the response that said so
     };
