@@ -12,7 +12,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config \
         libboost1.81-dev libboost-url1.81-dev libhiredis-dev nlohmann-json3-dev \
-        libspdlog-dev libssl-dev libmimalloc-dev \
+        libspdlog-dev libssl-dev libmimalloc-dev prometheus-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -32,6 +32,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libhiredis0.14 libssl3 libspdlog1.10 libfmt9 libboost-url1.81.0 libmimalloc2.0 \
+        libprometheus-cpp-core1.0 \
         ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ratelimit
