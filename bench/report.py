@@ -13,7 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}  # to milliseconds
-SYSTEM_ORDER = ["direct", "nginx", "nginx-limit_req", "haproxy", "rlp-redis", "rlp-memory", "rlp-deny"]
+SYSTEM_ORDER = ["direct", "nginx", "nginx-limit_req", "haproxy", "rlp-redis", "rlp-baseline", "rlp-memory",
+                "rlp-deny"]
 OURS = ["rlp-redis", "rlp-memory"]
 REFS = ["nginx", "haproxy"]
 
@@ -200,6 +201,11 @@ def main() -> int:
                       [ratio_text(per_round("nginx-limit_req", "nginx", c=c)) for c in concs])
     ratio_rows.append(["RPS rlp-deny / rlp-redis (deny/allow)"] +
                       [ratio_text(per_round("rlp-deny", "rlp-redis", c=c)) for c in concs])
+    if any(s == "rlp-baseline" for s, _ in by):
+        # run.sh --baseline: this build against an earlier one, in the same rounds.
+        for key in ("rps", "p99"):
+            ratio_rows.append([f"{'RPS' if key == 'rps' else 'p99'} rlp-redis / rlp-baseline"] +
+                              [ratio_text(per_round("rlp-redis", "rlp-baseline", key, c)) for c in concs])
     ratio_aligns = ["l"] + ["r"] * len(concs)
 
     # Memory.

@@ -50,6 +50,8 @@ Options:
   --skip-install   do not check or install Debian packages
   --keep-tmp       keep the temporary directory (configs, logs, raw wrk output)
   --binary PATH    measure this ratelimit-proxy binary instead of building build-bench/
+  --baseline PATH  also measure this other ratelimit-proxy binary (an earlier commit) as
+                   rlp-baseline, configured like rlp-redis, in the same rounds: a change's A/B
 Environment: BENCH_WRK_CPU (default 1), BENCH_SERVER_CPU (default 0), BENCH_REDIS_CPU (default:
 the server CPU): taskset CPUs.
 EOF
@@ -65,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     --skip-install) INSTALL=0 ;;
     --keep-tmp) KEEP_TMP=1 ;;
     --binary) BINARY="$(realpath "$2")"; PREBUILT=1; shift ;;
+    --baseline) BASELINE="$(realpath "$2")"; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; rlp_die "unknown argument: $1" ;;
     esac
@@ -273,9 +276,14 @@ declare -A SYS_START=(
     [nginx-limit_req]=start_nginx_limit
     [haproxy]=start_haproxy
     [rlp-redis]=start_rlp_redis
+    [rlp-baseline]=start_rlp_baseline
     [rlp-memory]=start_rlp_memory
     [rlp-deny]=start_rlp_deny
 )
+if [[ -n "${BASELINE:-}" ]]; then
+    [[ -x "$BASELINE" ]] || rlp_die "--baseline $BASELINE: not an executable"
+    SYSTEMS=(direct nginx nginx-limit_req haproxy rlp-redis rlp-baseline rlp-memory rlp-deny)
+fi
 declare -A SYS_DESC=(
     [direct]="wrk straight at the upstream (the ceiling)"
     [nginx]="nginx proxy_pass, 1 worker, upstream keepalive 64"
@@ -401,6 +409,11 @@ start_rlp_redis() {
     ANY_AUTH="${SYS_AUTH[rlp-redis]}"
 }
 start_rlp_memory() { start_rlp_system rlp-memory "${ALLOW_ALL[@]}" STORE=memory; }
+# The same as rlp-redis with the --baseline binary (rlp_start runs $BINARY, seen through this local).
+start_rlp_baseline() {
+    local BINARY="$BASELINE"
+    start_rlp_system rlp-baseline "${ALLOW_ALL[@]}" STORE=redis
+}
 
 # Deny path: a bucket of 1 that refills once in 1000 minutes. The token spends its one request
 # here, so every request after it is answered 429 for the whole run (RATE_LIMIT=1 would refill one

@@ -40,6 +40,7 @@ class fake_limiter : public limit::limiter {
     limit::decision answer() const {
         limit::decision d;
         d.store_unavailable = unavailable;
+        d.decided_locally = locally;
         d.allowed = allow && !unavailable;
         for (const auto& item : seen) {
             limit::policy_result r;
@@ -59,6 +60,7 @@ class fake_limiter : public limit::limiter {
 
     bool allow = true;
     bool unavailable = false;
+    bool locally = false;  // as the Redis limiter's local fallback
     bool hold = false;
     double retry_after = 3;
     int calls = 0;
@@ -376,11 +378,19 @@ TEST_F(AdmissionTest, MetricsCountEachPolicysDecisionUnderTheTokensTier) {
 
 TEST_F(AdmissionTest, MetricsCountFallbackAndFailClosedApart) {
     const auto token = bearer(known_token("free"));
-    limiter_.unavailable = true;
+    limiter_.locally = true;
     decide(http::verb::get, "/api/echo", token);
+    limiter_.allow = false;
+    decide(http::verb::get, "/api/echo", token);
+    limiter_.unavailable = true;
+    decide(http::verb::get, "/api/other", token);
     using server::decision_kind;
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "free", decision_kind::fallback_allowed),
+              1u);
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "free", decision_kind::fallback_denied), 1u);
     EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "free", decision_kind::fail_closed), 1u);
     EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "free", decision_kind::allowed), 0u);
+    EXPECT_EQ(decisions_of(metrics_, *rules_, "burst", "free", decision_kind::denied), 0u);
 }
 
 TEST_F(AdmissionTest, MetricsCountBypassBlockAndAuthFailuresWithoutAPolicy) {
