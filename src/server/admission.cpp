@@ -75,6 +75,7 @@ void admission::reset() {
     verdict_.what = verdict::kind::forward;
     verdict_.label = "-";
     verdict_.limit_headers = nullptr;
+    verdict_.clear_decision();
 }
 
 void admission::decide(const request_facts& request, handler_ptr h) {
@@ -158,6 +159,7 @@ void admission::handle_register(handler_ptr& h) {
     // Registration is limited per client address, like any other policy.
     const limit::policy* p = &ctx_.register_policy;
     limit::build_check_items({&p, 1}, subject(), items_);
+    check_started_ = std::chrono::steady_clock::now();
     ctx_.limiter.check(items_, [this, h = std::move(h)](limit::decision&& d) mutable {
         on_register_decision(std::move(d), h);
     });
@@ -166,6 +168,7 @@ void admission::handle_register(handler_ptr& h) {
 void admission::on_register_decision(limit::decision&& d, handler_ptr& h) {
     if (h->closed())
         return;
+    record_decision(d, "register");
     if (!d.allowed) {
         verdict_.label = "denied";
         set_limit_headers(d);
@@ -284,6 +287,22 @@ void admission::count_decision(const limit::decision& d) {
     }
 }
 
+std::string_view admission::route_of(const std::vector<limit::check_item>& items) {
+    for (const auto& item : items) {
+        const auto& match = item.source->match;
+        if (!match.method.empty() || !match.path_prefix.empty())
+            return item.source->name;
+    }
+    return {};
+}
+
+void admission::record_decision(const limit::decision& d, std::string_view route) {
+    verdict_.check_time = std::chrono::steady_clock::now() - check_started_;
+    verdict_.route = route;
+    verdict_.deciding =
+        d.tightest >= 0 ? d.results[static_cast<std::size_t>(d.tightest)] : limit::policy_result{};
+}
+
 void admission::set_limit_headers(const limit::decision& d) {
     auto headers = limit::make_headers(d);
     if (headers.empty()) {
@@ -299,6 +318,9 @@ void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr&
     if (h->closed())
         return;
     count_decision(d);
+    record_decision(d, route_of(items_));
+    if (known_denial)
+        verdict_.check_time = {};  // answered from memory: no store call
     if (d.store_unavailable) {
         verdict_.label = "unavailable";
         verdict_.local(http::status::service_unavailable, "unavailable",

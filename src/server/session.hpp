@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "ratelimit_proxy/proxy/correlation.hpp"
 #include "ratelimit_proxy/proxy/outgoing_message.hpp"
 #include "ratelimit_proxy/proxy/upstream_connection.hpp"
 #include "ratelimit_proxy/server/admission.hpp"
@@ -80,6 +81,23 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
         std::chrono::steady_clock::duration upstream_time{};
         request_facts facts;  // what admission reads, filled when the header is in
 
+        // Correlation: the request id (the client's from a trusted proxy, else generated)
+        // and the trace-id of a valid traceparent; fixed buffers, nothing allocated.
+        std::array<char, proxy::max_request_id_size> request_id{};
+        std::size_t request_id_size = 0;
+        std::array<char, 32> trace_id{};
+        bool has_trace = false;
+        std::chrono::steady_clock::time_point started;  // the header was in
+        bool from_upstream = false;                     // the answer is the upstream's
+        std::uint64_t bytes_in = 0;                     // request body bytes
+        std::uint64_t bytes_out = 0;                    // response body bytes
+
+        std::string_view id() const { return {request_id.data(), request_id_size}; }
+        std::string_view trace() const {
+            return has_trace ? std::string_view(trace_id.data(), trace_id.size())
+                             : std::string_view();
+        }
+
         void reset();
     };
 
@@ -89,6 +107,8 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
     void read_rest_of_header();
     void parse_header();
     void on_read_header(beast::error_code ec);
+    // Sets the request id and trace-id from the header (null: none could be read).
+    void settle_correlation(const http::request_header<>* req);
     void forward();
 
     void start_upstream(bool fresh_connection);

@@ -228,7 +228,7 @@ TEST_F(AdmissionTest, DenialIsA429QuotingRetryAfterAndTheNextIsAnsweredFromTheDe
     const auto token = bearer(known_token("free"));
     const auto& v = decide(http::verb::get, "/api/echo", token);
     EXPECT_EQ(v.status, http::status::too_many_requests);
-    EXPECT_EQ(v.error, "rate_limited");
+    EXPECT_EQ(v.error, "rate_limit_exceeded");
     EXPECT_EQ(v.message, "rate limit exceeded; retry after 3 seconds");
     EXPECT_EQ(handler_->retry_after_header, "3");
     EXPECT_STREQ(v.label, "denied");
@@ -343,6 +343,6 @@ TEST(LocalReply, TooManyRequestsWithoutLimitHeadersIsStillA429) {
     server::verdict v;
     v.too_many_requests("too many registrations from this address");
     EXPECT_EQ(v.status, http::status::too_many_requests);
-    EXPECT_EQ(v.error, "rate_limited");
+    EXPECT_EQ(v.error, "rate_limit_exceeded");
     EXPECT_EQ(v.message, "too many registrations from this address; retry after  seconds");
 }

@@ -105,6 +105,9 @@ class admission {
     // The request's part of its check items (no token, no overrides, no scaling).
     limit::check_subject subject() const;
     void set_limit_headers(const limit::decision& d);
+    // The verdict's deciding policy (the decision's tightest), route and check time.
+    void record_decision(const limit::decision& d, std::string_view route);
+    static std::string_view route_of(const std::vector<limit::check_item>& items);
     void deliver(handler_ptr& h) { h->on_verdict(verdict_); }
 
     const admission_context& ctx_;
