@@ -1,4 +1,4 @@
-#include "access_log.hpp"
+#include "ratelimit_proxy/server/access_log.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -10,12 +10,12 @@
 #include <boost/container/static_vector.hpp>
 #include <cstring>
 
-#include "access_log.hpp"
 #include "ratelimit_proxy/common/cidr.hpp"
 #include "ratelimit_proxy/common/http_text.hpp"
 #include "ratelimit_proxy/proxy/forwarded.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
+#include "ratelimit_proxy/server/access_log.hpp"
 #include "worker.hpp"
 
 namespace ratelimit_proxy::server {

@@ -486,7 +486,7 @@ TEST(ConfigValidation, EveryVariableHasOneRowAndHelpText) {
         EXPECT_TRUE(row.read_variable) << row.variable;
         EXPECT_FALSE(row.help.empty()) << row.variable;
     }
-    EXPECT_EQ(variables.size(), 22u);
+    EXPECT_EQ(variables.size(), 24u);
 }
 
 TEST(ConfigValidation, LabelsComeFromTheTable) {
