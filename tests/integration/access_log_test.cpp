@@ -145,7 +145,7 @@ TEST_F(AccessLogTest, RequestIdIsGeneratedSentUpstreamAndReturned) {
     EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
     EXPECT_EQ(r.header_count("X-Request-Id"), 1u);
     ASSERT_EQ(upstream.requests().size(), 1u);
-    const auto& sent = upstream.requests()[0];
+    const auto sent = upstream.requests()[0];
     EXPECT_EQ(sent.header("X-Request-Id"), id) << "an untrusted client's id is replaced";
     EXPECT_FALSE(contains(sent.raw_headers(), "client-picked")) << sent.raw_headers();
 
