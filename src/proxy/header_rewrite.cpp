@@ -89,13 +89,12 @@ void strip_hop_by_hop(http::fields& fields) {
 void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
                      std::string_view client_address, const request_correlation& correlation) {
     forwarded_fields forwarded;
-    const bool replace_id = !correlation.request_id.empty();
     erase_hop_by_hop_and(fields, [&](const http::fields::value_type& f) {
         if (f.name() == http::field::authorization || f.name() == http::field::host)
             return true;
         // By name: a key header may be any name.
         const auto name = f.name_string();
-        if (replace_id && beast::iequals(name, "X-Request-Id"))
+        if (correlation.drop_request_id && beast::iequals(name, "X-Request-Id"))
             return true;
         if (!correlation.keep_trace &&
             (beast::iequals(name, "traceparent") || beast::iequals(name, "tracestate")))
@@ -106,8 +105,6 @@ void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
         fields.insert(rewrite.key_header, rewrite.key_value);
     fields.insert(http::field::host, rewrite.host_header);
     forwarded.insert(fields, client_address);
-    if (replace_id)
-        fields.insert("X-Request-Id", correlation.request_id);
 }
 
 void rewrite_response(http::fields& fields, std::span<const std::string_view> replaced) {

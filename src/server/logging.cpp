@@ -1,11 +1,14 @@
 #include "ratelimit_proxy/server/logging.hpp"
 
 #include <spdlog/formatter.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <ctime>
 #include <memory>
+#include <mutex>
 
 namespace ratelimit_proxy::server {
 
@@ -43,6 +46,22 @@ class json_formatter final : public spdlog::formatter {
 
   private:
     std::string line_;  // called under the sink's mutex: one buffer, its capacity kept
+};
+
+// stdout, one formatted line per write, into a buffer kept from line to line: spdlog's own
+// sinks format into a fresh 250-byte stack buffer, and a JSON access line is longer, so they
+// would allocate once per request.
+class stdout_line_sink final : public spdlog::sinks::base_sink<std::mutex> {
+  protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+        buffer_.clear();
+        formatter_->format(msg, buffer_);
+        std::fwrite(buffer_.data(), 1, buffer_.size(), stdout);
+    }
+    void flush_() override { std::fflush(stdout); }
+
+  private:
+    spdlog::memory_buf_t buffer_;
 };
 
 }  // namespace
@@ -87,10 +106,14 @@ void append_utc_time(std::string& out, std::chrono::system_clock::time_point t) 
 void setup_logging(const std::string& level, const std::string& format) {
     // Synchronous, behind the sink's mutex: spdlog 1.10's async logger races its own pool
     // thread at exit (ThreadSanitizer shows it). Lines are flushed once a second.
-    auto logger = std::make_shared<spdlog::logger>(
-        "ratelimit-proxy", std::make_shared<spdlog::sinks::stdout_color_sink_mt>());
-    if (format == "json")
-        logger->set_formatter(std::make_unique<json_formatter>());
+    std::shared_ptr<spdlog::sinks::sink> sink;
+    if (format == "json") {
+        sink = std::make_shared<stdout_line_sink>();
+        sink->set_formatter(std::make_unique<json_formatter>());
+    } else {
+        sink = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
+    }
+    auto logger = std::make_shared<spdlog::logger>("ratelimit-proxy", std::move(sink));
     logger->set_level(spdlog::level::from_str(level));
     logger->flush_on(spdlog::level::warn);
     spdlog::set_default_logger(logger);

@@ -340,7 +340,7 @@ void session::forward() {
     req.erase(http::field::expect);
     const bool chunked = req.chunked();
     proxy::rewrite_request(req, owner_.context().rewrite, client_address_,
-                           {.request_id = request_.id(), .keep_trace = request_.has_trace});
+                           {.drop_request_id = true, .keep_trace = request_.has_trace});
     req.version(11);
     if (chunked)
         req.chunked(true);
@@ -381,7 +381,9 @@ void session::on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_
     request_.upstream_keep_alive = false;
     if (!body_buffer_)
         body_buffer_ = owner_.take_buffer();
-    exchange_->to_upstream.start(parser_->get());
+    // The buffer of the response's extra lines, free until the response header is in.
+    extra_lines_.assign("X-Request-Id: ").append(request_.id()).append("\r\n");
+    exchange_->to_upstream.start(parser_->get(), extra_lines_);
     upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
     upstream_->write(exchange_->to_upstream.prepare(nullptr, 0, !request_.has_body),
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -571,7 +573,7 @@ void session::on_read_response_header(beast::error_code ec) {
     const bool bodiless = parser_->get().method() == http::verb::head || request_.status < 200 ||
                           request_.status == 204 || request_.status == 304;
     exchange_->to_client.start(res, bodiless,
-                               response_lines(limit_headers, request_.id(), limit_lines_));
+                               response_lines(limit_headers, request_.id(), extra_lines_));
     const bool done = exchange_->response_parser->is_done();
     if (!done && upstream_->buffered() > 0) {
         // The first body bytes came with the header: read them (no wait, they are buffered)
@@ -704,7 +706,7 @@ void session::write_local(const verdict& v) {
     if (!exchange_)
         exchange_ = owner_.take_exchange();
     exchange_->to_client.start(local_response_, head,
-                               response_lines(v.limit_headers, request_.id(), limit_lines_));
+                               response_lines(v.limit_headers, request_.id(), extra_lines_));
     request_.status = static_cast<unsigned>(v.status);
     request_.from_upstream = false;
     if (!head)

@@ -154,7 +154,9 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
     request_state request_;
     verdict own_reply_;
     http::response<http::string_body> local_response_;
-    std::string limit_lines_;  // the verdict's limit headers as header lines; capacity kept
+    // Header lines the proxy adds (limit headers, X-Request-Id), one message at a time;
+    // capacity kept.
+    std::string extra_lines_;
 
     std::unique_ptr<proxy::upstream_connection> upstream_;
     // Only while an upstream exchange runs: kept off the session so an idle connection is

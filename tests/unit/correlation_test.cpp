@@ -5,6 +5,7 @@
 
 #include "ratelimit_proxy/proxy/correlation.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
+#include "ratelimit_proxy/proxy/outgoing_message.hpp"
 
 namespace proxy = ratelimit_proxy::proxy;
 namespace http = boost::beast::http;
@@ -73,16 +74,16 @@ TEST(Traceparent, RefusesWhatTheSpecRefuses) {
     EXPECT_FALSE(proxy::valid_traceparent(with(0, "01") + "extra"));
 }
 
-TEST(RequestRewrite, ReplacesTheClientsRequestIdAndDropsAnInvalidTrace) {
+TEST(RequestRewrite, DropsTheClientsRequestIdAndAnInvalidTrace) {
     proxy::request_rewrite rewrite{"api.example.com", "Authorization", ""};
     http::fields f;
     f.insert("X-Request-Id", "client-chosen");
     f.insert("x-request-id", "second");
     f.insert("traceparent", "junk");
     f.insert("tracestate", "vendor=1");
-    proxy::rewrite_request(f, rewrite, "203.0.113.5", {.request_id = "abc", .keep_trace = false});
-    EXPECT_EQ(f.count("X-Request-Id"), 1u);
-    EXPECT_EQ(f["X-Request-Id"], "abc");
+    proxy::rewrite_request(f, rewrite, "203.0.113.5",
+                           {.drop_request_id = true, .keep_trace = false});
+    EXPECT_EQ(f.count("X-Request-Id"), 0u);
     EXPECT_EQ(f.count("traceparent"), 0u);
     EXPECT_EQ(f.count("tracestate"), 0u);
 }
@@ -92,7 +93,20 @@ TEST(RequestRewrite, PassesAValidTraceOn) {
     http::fields f;
     f.insert("traceparent", good_traceparent);
     f.insert("tracestate", "vendor=1");
-    proxy::rewrite_request(f, rewrite, "203.0.113.5", {.request_id = "abc", .keep_trace = true});
+    proxy::rewrite_request(f, rewrite, "203.0.113.5",
+                           {.drop_request_id = true, .keep_trace = true});
     EXPECT_EQ(f["traceparent"], good_traceparent);
     EXPECT_EQ(f["tracestate"], "vendor=1");
+}
+
+TEST(RequestRewrite, TheRequestIdGoesOutAsAnExtraHeaderLine) {
+    http::request_header<> req;
+    req.method(http::verb::get);
+    req.target("/v1/x");
+    req.version(11);
+    req.set(http::field::host, "api.example.com");
+    proxy::outgoing_message out;
+    out.start(req, "X-Request-Id: abc\r\n");
+    EXPECT_EQ(out.header_text(),
+              "GET /v1/x HTTP/1.1\r\nHost: api.example.com\r\nX-Request-Id: abc\r\n\r\n");
 }

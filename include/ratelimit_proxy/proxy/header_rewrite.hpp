@@ -38,14 +38,16 @@ void strip_hop_by_hop(http::fields& fields);
 
 // The request's correlation fields as the session settled them.
 struct request_correlation {
-    std::string_view request_id;  // replaces any X-Request-Id the client sent; empty: kept
-    bool keep_trace = true;       // false: traceparent and tracestate dropped (invalid)
+    // X-Request-Id dropped: the proxy sends its own (as an extra line of the serialized
+    // header, see outgoing_message, so no field element is allocated for it).
+    bool drop_request_id = false;
+    bool keep_trace = true;  // false: traceparent and tracestate dropped (invalid)
 };
 
 // Downstream request header -> upstream request header: hop-by-hop gone, the client's
 // credentials (Authorization, and any copy of the key header) gone, the upstream key
 // injected, Host set, the X-Forwarded-* fields as forwarded_fields writes them, and
-// X-Request-Id / trace context as `correlation` says.
+// X-Request-Id and trace context dropped as `correlation` says.
 void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
                      std::string_view client_address, const request_correlation& correlation = {});
 
