@@ -298,6 +298,20 @@ TEST_F(AdmissionTest, NoVerdictForAConnectionThatWentAwayDuringTheCheck) {
     EXPECT_EQ(rules_->find_policy("burst")->counters->sum().allowed, 0u);
 }
 
+TEST_F(AdmissionTest, VerdictNamesTheDecidingPolicyAndTheRoute) {
+    const auto& v = decide(http::verb::post, "/api/chat/x", bearer(known_token("pro")));
+    ASSERT_NE(v.deciding.source, nullptr);
+    EXPECT_EQ(v.deciding.remaining, 9);
+    EXPECT_EQ(v.route, "chat");
+    limiter_.allow = false;
+    const auto& denied = decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    ASSERT_NE(denied.deciding.source, nullptr);
+    EXPECT_FALSE(denied.deciding.allowed);
+    EXPECT_TRUE(denied.route.empty());
+    admission_.reset();
+    EXPECT_EQ(admission_.result().deciding.source, nullptr);
+}
+
 TEST_F(AdmissionTest, DecisionsAreCountedPerPolicy) {
     decide(http::verb::get, "/api/echo", bearer(known_token("free")));
     EXPECT_EQ(rules_->find_policy("burst")->counters->sum().allowed, 1u);
