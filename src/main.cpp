@@ -1,4 +1,3 @@
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <sys/resource.h>
@@ -13,6 +12,7 @@
 
 #include "ratelimit_proxy/config/config.hpp"
 #include "ratelimit_proxy/config/settings_table.hpp"
+#include "ratelimit_proxy/server/logging.hpp"
 #include "ratelimit_proxy/server/server.hpp"
 
 namespace {
@@ -56,17 +56,6 @@ std::string environment_help() {
 constexpr const char* exit_codes = R"(
 Exit codes: 0 clean shutdown, 1 runtime failure (e.g. the port is taken), 2 bad configuration.
 )";
-
-void setup_logging(const std::string& level) {
-    // Synchronous, behind the sink's mutex: spdlog 1.10's async logger races its own pool
-    // thread at exit (ThreadSanitizer shows it). Lines are flushed once a second.
-    auto logger = std::make_shared<spdlog::logger>(
-        "ratelimit-proxy", std::make_shared<spdlog::sinks::stdout_color_sink_mt>());
-    logger->set_level(spdlog::level::from_str(level));
-    logger->flush_on(spdlog::level::warn);
-    spdlog::set_default_logger(logger);
-    spdlog::flush_every(std::chrono::seconds(1));
-}
 
 // Every connection costs a descriptor (two while proxied): take what the hard limit allows.
 void raise_descriptor_limit() {
@@ -123,7 +112,7 @@ int main(int argc, char** argv) {
     // hiredis writes with plain write(): a Redis that vanished must not kill the process.
     std::signal(SIGPIPE, SIG_IGN);
     raise_descriptor_limit();
-    setup_logging(settings.log_level);
+    ratelimit_proxy::server::setup_logging(settings.log_level, settings.log_format);
     int code = 1;
     try {
         // SIGHUP reads the same file and environment again.

@@ -492,6 +492,19 @@ std::vector<setting> make_table() {
                                          "critical, off; got \"" +
                                              s.log_level + "\"");
               }),
+        value("log_format", "LOG_FORMAT",
+              "text (default) or json: every log line one JSON object, access lines with\n"
+              "their fields",
+              at(&settings::log_format),
+              [](settings& s, const std::string& label) {
+                  if (s.log_format != "text" && s.log_format != "json")
+                      throw config_error(label,
+                                         "expected text or json, got \"" + s.log_format + "\"");
+              }),
+        value("errors.expose_limits", "EXPOSE_LIMIT_DETAILS",
+              "true (default): a 429 body names the policy, scope, limit and window;\n"
+              "false: only a generic message, retry_after and request_id",
+              at(&settings::expose_limit_details)),
         value("store", "STORE", "redis (default) or memory: limits kept in this process only",
               at(&settings::store),
               [](settings& s, const std::string& label) {

@@ -87,13 +87,18 @@ void strip_hop_by_hop(http::fields& fields) {
 }
 
 void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
-                     std::string_view client_address) {
+                     std::string_view client_address, const request_correlation& correlation) {
     forwarded_fields forwarded;
     erase_hop_by_hop_and(fields, [&](const http::fields::value_type& f) {
         if (f.name() == http::field::authorization || f.name() == http::field::host)
             return true;
         // By name: a key header may be any name.
         const auto name = f.name_string();
+        if (correlation.drop_request_id && beast::iequals(name, "X-Request-Id"))
+            return true;
+        if (!correlation.keep_trace &&
+            (beast::iequals(name, "traceparent") || beast::iequals(name, "tracestate")))
+            return true;
         return forwarded.take(name, f.value()) || beast::iequals(name, rewrite.key_header);
     });
     if (!rewrite.key_value.empty())

@@ -50,13 +50,13 @@ void outgoing_message::finish_header(const http::fields& fields, std::string_vie
     last_sent_ = false;
 }
 
-void outgoing_message::start(const http::request_header<>& header) {
+void outgoing_message::start(const http::request_header<>& header, std::string_view extra_lines) {
     header_.clear();
     header_.append(header.method_string()).push_back(' ');
     header_.append(header.target()).push_back(' ');
     append_version(header_, header.version());
     header_.append(crlf);
-    finish_header(header, {}, false);
+    finish_header(header, extra_lines, false);
 }
 
 void outgoing_message::start(const http::response_header<>& header, bool bodiless,

@@ -81,6 +81,7 @@ void admission::reset() {
     verdict_.what = verdict::kind::forward;
     verdict_.label = "-";
     verdict_.limit_headers = nullptr;
+    verdict_.clear_decision();
 }
 
 void admission::decide(const request_facts& request, handler_ptr h) {
@@ -109,9 +110,12 @@ void admission::decide(const request_facts& request, handler_ptr h) {
     }
     if (r->to == endpoint::register_token) {
         route_slot_ = ctx_.register_policy.slot;
+        verdict_.route = ctx_.register_policy.name;
     } else if (r->to == endpoint::api) {
-        if (const auto* p = rules_->route_of(request_->method_text, request_->path))
+        if (const auto* p = rules_->route_of(request_->method_text, request_->path)) {
             route_slot_ = p->slot;
+            verdict_.route = p->name;
+        }
     }
     switch (r->to) {
         case endpoint::api:
@@ -171,6 +175,7 @@ void admission::handle_register(handler_ptr& h) {
     // Registration is limited per client address, like any other policy.
     const limit::policy* p = &ctx_.register_policy;
     limit::build_check_items({&p, 1}, subject(), items_);
+    check_started_ = std::chrono::steady_clock::now();
     ctx_.limiter.check(items_, [this, h = std::move(h)](limit::decision&& d) mutable {
         on_register_decision(std::move(d), h);
     });
@@ -180,6 +185,7 @@ void admission::on_register_decision(limit::decision&& d, handler_ptr& h) {
     if (h->closed())
         return;
     count_decision(d, false);
+    record_decision(d);
     if (!d.allowed) {
         verdict_.label = "denied";
         set_limit_headers(d);
@@ -340,6 +346,12 @@ void admission::count_decision(const limit::decision& d, bool known_denial) {
         m.clients.add(identity_.id.empty() ? request_->client_text : identity_.id, d.allowed);
 }
 
+void admission::record_decision(const limit::decision& d) {
+    verdict_.check_time = std::chrono::steady_clock::now() - check_started_;
+    verdict_.deciding =
+        d.tightest >= 0 ? d.results[static_cast<std::size_t>(d.tightest)] : limit::policy_result{};
+}
+
 void admission::set_limit_headers(const limit::decision& d) {
     auto headers = limit::make_headers(d);
     if (headers.empty()) {
@@ -355,6 +367,9 @@ void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr&
     if (h->closed())
         return;
     count_decision(d, known_denial);
+    record_decision(d);
+    if (known_denial)
+        verdict_.check_time = {};  // answered from memory: no store call
     if (d.store_unavailable) {
         verdict_.label = "unavailable";
         verdict_.local(http::status::service_unavailable, "unavailable",

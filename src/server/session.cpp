@@ -10,10 +10,12 @@
 #include <boost/container/static_vector.hpp>
 #include <cstring>
 
+#include "ratelimit_proxy/common/cidr.hpp"
 #include "ratelimit_proxy/common/http_text.hpp"
 #include "ratelimit_proxy/proxy/forwarded.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
+#include "ratelimit_proxy/server/access_log.hpp"
 #include "worker.hpp"
 
 namespace ratelimit_proxy::server {
@@ -36,13 +38,26 @@ bool is_idempotent(http::verb v) {
     }
 }
 
-// The limit headers go into the serialized header as text (see outgoing_message); any of
-// the same names from the upstream are dropped first.
-std::string_view limit_lines(const limit::rate_limit_headers* h, std::string& lines) {
+// The limit headers and X-Request-Id go into the serialized header as text (see
+// outgoing_message); any of the same names from the upstream are dropped first.
+std::string_view response_lines(const limit::rate_limit_headers* h, std::string_view request_id,
+                                std::string& lines) {
     lines.clear();
     if (h)
         h->append_lines(lines);
+    lines.append("X-Request-Id: ").append(request_id).append("\r\n");
     return lines;
+}
+
+// Ids generated on this worker thread: seeded once, then no system call per request.
+proxy::request_id_generator& thread_request_ids() {
+    thread_local proxy::request_id_generator ids;
+    return ids;
+}
+
+double millis(std::chrono::steady_clock::duration d) {
+    return static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(d).count()) /
+           1000.0;
 }
 
 // The parser frames a body only by a final "chunked"; a request whose Transfer-Encoding is a
@@ -209,8 +224,40 @@ void session::request_state::reset() {
     sent = false;
     upstream_keep_alive = false;
     upstream_time = {};
-    answered = answered_by::proxy;
+    request_id_size = 0;
+    has_trace = false;
     started = std::chrono::steady_clock::now();
+    from_upstream = false;
+    bytes_in = 0;
+    bytes_out = 0;
+}
+
+void session::settle_correlation(const http::request_header<>* req) {
+    auto& r = request_;
+    // Only a trusted proxy's id is taken: anyone else could pick ids that collide with
+    // other requests' in the logs, or smuggle text into them.
+    if (req && owner_.context().trusted_proxies.contains(common::unmapped(peer_address_))) {
+        const std::string_view sent = (*req)["X-Request-Id"];
+        if (proxy::valid_request_id(sent)) {
+            std::copy(sent.begin(), sent.end(), r.request_id.begin());
+            r.request_id_size = sent.size();
+        }
+    }
+    if (r.request_id_size == 0) {
+        std::array<char, proxy::request_id_generator::size> id;
+        thread_request_ids().next(id);
+        std::copy(id.begin(), id.end(), r.request_id.begin());
+        r.request_id_size = id.size();
+    }
+    if (!req)
+        return;
+    // Exactly one valid traceparent: several are invalid by the W3C rules.
+    auto [first, last] = req->equal_range("traceparent");
+    if (first != last && std::next(first) == last && proxy::valid_traceparent(first->value())) {
+        const auto id = proxy::trace_id_of(first->value());
+        std::copy(id.begin(), id.end(), r.trace_id.begin());
+        r.has_trace = true;
+    }
 }
 
 void session::on_read_header(beast::error_code ec) {
@@ -230,6 +277,8 @@ void session::on_read_header(beast::error_code ec) {
     if (ec) {
         request_.method = "-";
         request_.path = "-";
+        request_.client_text = client_address_;
+        settle_correlation(nullptr);
         if (ec == http::error::header_limit)
             return send_local(http::status::request_header_fields_too_large, "header_too_large",
                               "request header exceeds the configured maximum");
@@ -253,6 +302,7 @@ void session::on_read_header(beast::error_code ec) {
     } else {
         request_.client_text = request_.client.to_string();
     }
+    settle_correlation(&req);
     if (!acceptable_framing(req)) {
         request_.keep_alive = false;
         return send_local(http::status::bad_request, "bad_request",
@@ -289,7 +339,8 @@ void session::forward() {
     request_.expect_continue = beast::iequals(req[http::field::expect], "100-continue");
     req.erase(http::field::expect);
     const bool chunked = req.chunked();
-    proxy::rewrite_request(req, owner_.context().rewrite, client_address_);
+    proxy::rewrite_request(req, owner_.context().rewrite, client_address_,
+                           {.drop_request_id = true, .keep_trace = request_.has_trace});
     req.version(11);
     if (chunked)
         req.chunked(true);
@@ -333,7 +384,9 @@ void session::on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_
     request_.upstream_keep_alive = false;
     if (!body_buffer_)
         body_buffer_ = owner_.take_buffer();
-    exchange_->to_upstream.start(parser_->get());
+    // The buffer of the response's extra lines, free until the response header is in.
+    extra_lines_.assign("X-Request-Id: ").append(request_.id()).append("\r\n");
+    exchange_->to_upstream.start(parser_->get(), extra_lines_);
     upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
     upstream_->write(exchange_->to_upstream.prepare(nullptr, 0, !request_.has_body),
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -427,6 +480,7 @@ void session::on_read_request_body(beast::error_code ec) {
     }
     auto& body = parser_->get().body();
     body.size = worker::body_buffer_size - body.size;
+    request_.bytes_in += body.size;
     // A read can end on chunk framing alone: nothing to send yet.
     if (body.size == 0 && !parser_->is_done())
         return do_read_request_body();
@@ -484,7 +538,7 @@ void session::on_read_response_header(beast::error_code ec) {
         res.result() != http::status::switching_protocols)
         return do_read_response_header();
     request_.upstream_time = std::chrono::steady_clock::now() - request_.upstream_started;
-    request_.answered = answered_by::upstream;
+    request_.from_upstream = true;
     auto& metrics = owner_.metrics();
     metrics.upstream_header_seconds.observe(worker_metrics::seconds(request_.upstream_time));
     if (res.result() == http::status::too_many_requests)
@@ -497,8 +551,8 @@ void session::on_read_response_header(beast::error_code ec) {
     // One value of each limit field: the proxy's replaces the upstream's (whose Retry-After
     // stays when the proxy sets none).
     const auto* limit_headers = admission_.result().limit_headers;
-    boost::container::static_vector<std::string_view, std::size(limit::rate_limit_field_names)>
-        replaced;
+    boost::container::static_vector<std::string_view, std::size(limit::rate_limit_field_names) + 1>
+        replaced{"X-Request-Id"};
     if (limit_headers) {
         for (const auto name : limit::rate_limit_field_names) {
             if (limit_headers->sets(name))
@@ -526,7 +580,8 @@ void session::on_read_response_header(beast::error_code ec) {
 
     const bool bodiless = parser_->get().method() == http::verb::head || request_.status < 200 ||
                           request_.status == 204 || request_.status == 304;
-    exchange_->to_client.start(res, bodiless, limit_lines(limit_headers, limit_lines_));
+    exchange_->to_client.start(res, bodiless,
+                               response_lines(limit_headers, request_.id(), extra_lines_));
     const bool done = exchange_->response_parser->is_done();
     if (!done && upstream_->buffered() > 0) {
         // The first body bytes came with the header: read them (no wait, they are buffered)
@@ -577,6 +632,7 @@ void session::on_read_response_body(beast::error_code ec) {
 }
 
 void session::do_write_response(const void* data, std::size_t size, bool last) {
+    request_.bytes_out += size;
     stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
     asio::async_write(stream_, exchange_->to_client.prepare(data, size, last),
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -651,14 +707,20 @@ void session::write_local(const verdict& v) {
     const unsigned version = header_read ? request_.version : 11;
     // A request whose body was never read leaves unknown bytes on the wire: close after.
     const bool body_unread = header_read && !parser_->is_done();
-    build_local_reply(v, version, request_.keep_alive && !body_unread && !draining_,
-                      local_response_);
+    build_local_reply(v,
+                      {.request_id = request_.id(),
+                       .expose_limits = owner_.context().settings.expose_limit_details},
+                      version, request_.keep_alive && !body_unread && !draining_, local_response_);
     // To HEAD: Content-Length stays (it describes the GET answer), the body is not sent.
     const bool head = header_read && parser_->get().method() == http::verb::head;
     if (!exchange_)
         exchange_ = owner_.take_exchange();
-    exchange_->to_client.start(local_response_, head, limit_lines(v.limit_headers, limit_lines_));
+    exchange_->to_client.start(local_response_, head,
+                               response_lines(v.limit_headers, request_.id(), extra_lines_));
     request_.status = static_cast<unsigned>(v.status);
+    request_.from_upstream = false;
+    if (!head)
+        request_.bytes_out += local_response_.body().size();
     log_access(request_.status);
     stream_.expires_after(owner_.context().settings.server.idle_timeout);
     const auto& text = local_response_.body();
@@ -772,18 +834,43 @@ void session::linger() {
 
 void session::count_response(unsigned status) {
     auto& metrics = owner_.metrics();
-    metrics.count_response(admission_.route_slot(), status, request_.answered);
-    metrics.observe_request(request_.answered, std::chrono::steady_clock::now() - request_.started);
+    const auto who = request_.from_upstream ? answered_by::upstream : answered_by::proxy;
+    metrics.count_response(admission_.route_slot(), status, who);
+    metrics.observe_request(who, std::chrono::steady_clock::now() - request_.started);
 }
 
 void session::log_access(unsigned status) {
     count_response(status);
-    const auto upstream_ms =
-        std::chrono::duration_cast<std::chrono::microseconds>(request_.upstream_time).count() /
-        1000.0;
-    spdlog::info("{} {} {} {} decision={} upstream_ms={:.1f} token={}", client_address_,
-                 request_.method, request_.path, status, admission_.result().label, upstream_ms,
-                 admission_.who().id.empty() ? "-" : admission_.who().id.substr(0, 8));
+    const auto& v = admission_.result();
+    const auto& who = admission_.who();
+    const bool header_read = parser_ && parser_->is_header_done();
+    access_record r;
+    r.request_id = request_.id();
+    r.trace_id = request_.trace();
+    r.method = request_.method;
+    r.path = request_.path;
+    r.route = v.route;
+    r.status = status;
+    r.from_upstream = request_.from_upstream;
+    r.peer = client_address_;
+    r.client = request_.client_text;
+    r.token_id = who.id;
+    r.tier = who.tier;
+    r.decision = v.label;
+    if (v.deciding.source) {
+        r.policy = v.deciding.source->name;
+        r.has_remaining = true;
+        r.remaining = v.deciding.remaining;
+        r.window_seconds = v.deciding.window_seconds;
+    }
+    r.duration_ms = millis(std::chrono::steady_clock::now() - request_.started);
+    r.upstream_ms = millis(request_.upstream_time);
+    r.redis_ms = millis(v.check_time);
+    r.bytes_in = request_.bytes_in;
+    r.bytes_out = request_.bytes_out;
+    if (header_read)
+        r.user_agent = parser_->get()[http::field::user_agent];
+    log_access_line(r, owner_.context().settings.log_format == "json");
 }
 
 }  // namespace ratelimit_proxy::server

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "ratelimit_proxy/proxy/correlation.hpp"
 #include "ratelimit_proxy/proxy/outgoing_message.hpp"
 #include "ratelimit_proxy/proxy/upstream_connection.hpp"
 #include "ratelimit_proxy/server/admission.hpp"
@@ -76,11 +77,26 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
         bool upstream_reused = false;
         bool sent = false;                 // header and whole body are out to the upstream
         bool upstream_keep_alive = false;  // the upstream's response allows reuse
-        std::chrono::steady_clock::time_point started;  // the header was read
         std::chrono::steady_clock::time_point upstream_started;
-        answered_by answered = answered_by::proxy;
         std::chrono::steady_clock::duration upstream_time{};
         request_facts facts;  // what admission reads, filled when the header is in
+
+        // Correlation: the request id (the client's from a trusted proxy, else generated)
+        // and the trace-id of a valid traceparent; fixed buffers, nothing allocated.
+        std::array<char, proxy::max_request_id_size> request_id{};
+        std::size_t request_id_size = 0;
+        std::array<char, 32> trace_id{};
+        bool has_trace = false;
+        std::chrono::steady_clock::time_point started;  // the header was in
+        bool from_upstream = false;                     // the answer is the upstream's
+        std::uint64_t bytes_in = 0;                     // request body bytes
+        std::uint64_t bytes_out = 0;                    // response body bytes
+
+        std::string_view id() const { return {request_id.data(), request_id_size}; }
+        std::string_view trace() const {
+            return has_trace ? std::string_view(trace_id.data(), trace_id.size())
+                             : std::string_view();
+        }
 
         void reset();
     };
@@ -91,6 +107,8 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
     void read_rest_of_header();
     void parse_header();
     void on_read_header(beast::error_code ec);
+    // Sets the request id and trace-id from the header (null: none could be read).
+    void settle_correlation(const http::request_header<>* req);
     void forward();
 
     void start_upstream(bool fresh_connection);
@@ -138,7 +156,9 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
     request_state request_;
     verdict own_reply_;
     http::response<http::string_body> local_response_;
-    std::string limit_lines_;  // the verdict's limit headers as header lines; capacity kept
+    // Header lines the proxy adds (limit headers, X-Request-Id), one message at a time;
+    // capacity kept.
+    std::string extra_lines_;
 
     std::unique_ptr<proxy::upstream_connection> upstream_;
     // Only while an upstream exchange runs: kept off the session so an idle connection is

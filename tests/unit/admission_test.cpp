@@ -231,7 +231,7 @@ TEST_F(AdmissionTest, DenialIsA429QuotingRetryAfterAndTheNextIsAnsweredFromTheDe
     const auto token = bearer(known_token("free"));
     const auto& v = decide(http::verb::get, "/api/echo", token);
     EXPECT_EQ(v.status, http::status::too_many_requests);
-    EXPECT_EQ(v.error, "rate_limited");
+    EXPECT_EQ(v.error, "rate_limit_exceeded");
     EXPECT_EQ(v.message, "rate limit exceeded; retry after 3 seconds");
     EXPECT_EQ(handler_->retry_after_header, "3");
     EXPECT_STREQ(v.label, "denied");
@@ -301,6 +301,20 @@ TEST_F(AdmissionTest, NoVerdictForAConnectionThatWentAwayDuringTheCheck) {
     EXPECT_EQ(rules_->find_policy("burst")->counters->sum().allowed, 0u);
 }
 
+TEST_F(AdmissionTest, VerdictNamesTheDecidingPolicyAndTheRoute) {
+    const auto& v = decide(http::verb::post, "/api/chat/x", bearer(known_token("pro")));
+    ASSERT_NE(v.deciding.source, nullptr);
+    EXPECT_EQ(v.deciding.remaining, 9);
+    EXPECT_EQ(v.route, "chat");
+    limiter_.allow = false;
+    const auto& denied = decide(http::verb::get, "/api/echo", bearer(known_token("free")));
+    ASSERT_NE(denied.deciding.source, nullptr);
+    EXPECT_FALSE(denied.deciding.allowed);
+    EXPECT_TRUE(denied.route.empty());
+    admission_.reset();
+    EXPECT_EQ(admission_.result().deciding.source, nullptr);
+}
+
 TEST_F(AdmissionTest, DecisionsAreCountedPerPolicy) {
     decide(http::verb::get, "/api/echo", bearer(known_token("free")));
     EXPECT_EQ(rules_->find_policy("burst")->counters->sum().allowed, 1u);
@@ -346,7 +360,7 @@ TEST(LocalReply, TooManyRequestsWithoutLimitHeadersIsStillA429) {
     server::verdict v;
     v.too_many_requests("too many registrations from this address");
     EXPECT_EQ(v.status, http::status::too_many_requests);
-    EXPECT_EQ(v.error, "rate_limited");
+    EXPECT_EQ(v.error, "rate_limit_exceeded");
     EXPECT_EQ(v.message, "too many registrations from this address; retry after  seconds");
 }
 

@@ -486,7 +486,7 @@ TEST(ConfigValidation, EveryVariableHasOneRowAndHelpText) {
         EXPECT_TRUE(row.read_variable) << row.variable;
         EXPECT_FALSE(row.help.empty()) << row.variable;
     }
-    EXPECT_EQ(variables.size(), 25u);
+    EXPECT_EQ(variables.size(), 27u);
 }
 
 TEST(ConfigValidation, LabelsComeFromTheTable) {

@@ -107,7 +107,11 @@ struct settings {
     admin_settings admin;
     metrics_settings metrics;
     load_aware_settings load_aware;
-    std::string log_level = "info";  // LOG_LEVEL: trace debug info warn error critical off
+    std::string log_level = "info";   // LOG_LEVEL: trace debug info warn error critical off
+    std::string log_format = "text";  // LOG_FORMAT: text, or json (one object per line)
+    // EXPOSE_LIMIT_DETAILS (errors.expose_limits): a 429 body names the policy, its scope,
+    // limit and window; false: a generic message, retry_after and request_id only.
+    bool expose_limit_details = true;
     std::string store =
         "redis";  // STORE: "redis" or "memory" (limits in this process only; tokens stay in Redis)
 

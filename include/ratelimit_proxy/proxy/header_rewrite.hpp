@@ -36,11 +36,20 @@ inline constexpr std::array hop_by_hop_fields = {
 // Removes hop-by-hop headers and every header named in Connection (RFC 9110 7.6.1).
 void strip_hop_by_hop(http::fields& fields);
 
+// The request's correlation fields as the session settled them.
+struct request_correlation {
+    // X-Request-Id dropped: the proxy sends its own (as an extra line of the serialized
+    // header, see outgoing_message, so no field element is allocated for it).
+    bool drop_request_id = false;
+    bool keep_trace = true;  // false: traceparent and tracestate dropped (invalid)
+};
+
 // Downstream request header -> upstream request header: hop-by-hop gone, the client's
 // credentials (Authorization, and any copy of the key header) gone, the upstream key
-// injected, Host set, the X-Forwarded-* fields as forwarded_fields writes them.
+// injected, Host set, the X-Forwarded-* fields as forwarded_fields writes them, and
+// X-Request-Id and trace context dropped as `correlation` says.
 void rewrite_request(http::fields& fields, const request_rewrite& rewrite,
-                     std::string_view client_address);
+                     std::string_view client_address, const request_correlation& correlation = {});
 
 // Upstream response header -> downstream: hop-by-hop headers gone, and the fields named in
 // `replaced` (those the proxy sets itself), everything else as is.

@@ -23,7 +23,7 @@ class outgoing_message {
     // 1xx, 204, 304) gets no body framing, whatever its Transfer-Encoding says. extra_lines
     // ("Name: value\r\n"...) go after the header's own fields: fields added without building
     // (and allocating) Beast field elements.
-    void start(const http::request_header<>& header);
+    void start(const http::request_header<>& header, std::string_view extra_lines = {});
     void start(const http::response_header<>& header, bool bodiless,
                std::string_view extra_lines = {});
 

@@ -112,6 +112,8 @@ class admission {
     // The request's part of its check items (no token, no overrides, no scaling).
     limit::check_subject subject() const;
     void set_limit_headers(const limit::decision& d);
+    // The verdict's deciding policy (the decision's tightest) and check time.
+    void record_decision(const limit::decision& d);
     void deliver(handler_ptr& h) { h->on_verdict(verdict_); }
 
     const admission_context& ctx_;
@@ -123,8 +125,8 @@ class admission {
     auth::identity identity_;
     std::vector<const limit::policy*> selected_;
     std::vector<limit::check_item> items_;
-    double scale_ = 1;  // the factor this request's limits were multiplied by
-    std::uint16_t tier_slot_ = 0;   // the token's tier, for the metrics (0: not known yet)
+    double scale_ = 1;             // the factor this request's limits were multiplied by
+    std::uint16_t tier_slot_ = 0;  // the token's tier, for the metrics (0: not known yet)
     std::uint16_t route_slot_ = 0;
     std::chrono::steady_clock::time_point check_started_;
     std::optional<limit::rate_limit_headers> limit_headers_;
