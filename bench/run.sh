@@ -290,6 +290,7 @@ declare -A SYS_DESC=(
     [nginx-limit_req]="nginx proxy_pass + limit_req keyed on \$http_authorization (allows all)"
     [haproxy]="HAProxy, nbthread 1, http-reuse always"
     [rlp-redis]="ratelimit-proxy THREADS=1, Redis token bucket per request (allows all)"
+    [rlp-baseline]="the --baseline ratelimit-proxy binary, configured as rlp-redis"
     [rlp-memory]="ratelimit-proxy THREADS=1, STORE=memory (allows all)"
     [rlp-deny]="ratelimit-proxy THREADS=1, Redis store, token over its limit (all 429)"
 )

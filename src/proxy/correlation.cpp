@@ -1,5 +1,6 @@
 #include "ratelimit_proxy/proxy/correlation.hpp"
 
+#include <algorithm>
 #include <random>
 
 namespace ratelimit_proxy::proxy {
@@ -62,15 +63,26 @@ bool valid_traceparent(std::string_view v) {
     return v.size() == 55 || v[55] == '-';
 }
 
-request_id_generator::request_id_generator() {
+request_id_generator::request_id_generator(std::uint64_t prefix, std::uint64_t start)
+    : counter_(start) {
+    put_hex(prefix, prefix_.data());
+}
+
+namespace {
+std::uint64_t random_word(std::random_device& device) {
+    return (std::uint64_t{device()} << 32) | device();
+}
+}  // namespace
+
+request_id_generator::request_id_generator() : counter_(0) {
     std::random_device device;
-    prefix_ = (std::uint64_t{device()} << 32) | device();
-    counter_ = (std::uint64_t{device()} << 32) | device();
+    put_hex(random_word(device), prefix_.data());
+    counter_ = random_word(device);
 }
 
 void request_id_generator::next(std::array<char, size>& out) {
-    put_hex(prefix_, out.data());
-    put_hex(mix(counter_++), out.data() + 16);
+    std::copy(prefix_.begin(), prefix_.end(), out.begin());
+    put_hex(mix(counter_++), out.data() + prefix_.size());
 }
 
 }  // namespace ratelimit_proxy::proxy

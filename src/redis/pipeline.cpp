@@ -92,7 +92,9 @@ bool connection::impl::send(link& l, std::span<const std::string_view> args, rep
                                    reinterpret_cast<void*>(static_cast<std::uintptr_t>(seq)),
                                    command_text_.data(), command_text_.size()) != REDIS_OK)
         return false;
-    pending_.push_back({seq, std::move(handler), deadline, steady::now()});
+    // The deadline was taken from the clock just now: no second clock read per command.
+    const auto sent = deadline == no_deadline ? steady::now() : deadline - options_.command_timeout;
+    pending_.push_back({seq, std::move(handler), deadline, sent});
     stats_.commands.add();
     ++unwritten_commands_;
     if (deadline != no_deadline)

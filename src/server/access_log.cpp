@@ -121,8 +121,6 @@ bool denial_log_filter::admit(std::string_view client, std::string_view policy,
 
 void log_access_line(access_record& r, bool json) {
     auto* logger = spdlog::default_logger_raw();
-    if (!logger->should_log(spdlog::level::info))
-        return;
     // One of each per worker thread: no lock, capacity kept from line to line.
     thread_local denial_log_filter denials;
     thread_local std::string line;

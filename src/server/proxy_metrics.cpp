@@ -121,7 +121,7 @@ upstream_quota::entry* upstream_quota::find_or_add(std::string_view name) {
 void upstream_quota::observe(const boost::beast::http::fields& fields) {
     static constexpr std::string_view x_remaining = "x-ratelimit-remaining";
     static constexpr std::string_view x_limit = "x-ratelimit-limit";
-    const double now = static_cast<double>(std::time(nullptr));
+    double now = 0;  // read once, when the first quota header is found
     for (const auto& f : fields) {
         const auto field = f.name_string();
         const char first = field.empty() ? '\0' : field.front();
@@ -162,6 +162,8 @@ void upstream_quota::observe(const boost::beast::http::fields& fields) {
             e->limit.set(*limit);
             e->has_limit.set(1);
         }
+        if (now == 0)
+            now = static_cast<double>(std::time(nullptr));
         e->updated.set(now);
     }
 }

@@ -236,7 +236,8 @@ void session::settle_correlation(const http::request_header<>* req) {
     auto& r = request_;
     // Only a trusted proxy's id is taken: anyone else could pick ids that collide with
     // other requests' in the logs, or smuggle text into them.
-    if (req && owner_.context().trusted_proxies.contains(common::unmapped(peer_address_))) {
+    const auto& trusted = owner_.context().trusted_proxies;
+    if (req && !trusted.empty() && trusted.contains(common::unmapped(peer_address_))) {
         const std::string_view sent = (*req)["X-Request-Id"];
         if (proxy::valid_request_id(sent)) {
             std::copy(sent.begin(), sent.end(), r.request_id.begin());
@@ -841,6 +842,9 @@ void session::count_response(unsigned status) {
 
 void session::log_access(unsigned status) {
     count_response(status);
+    // Below info (LOG_LEVEL=warn) there is no access line: nothing to gather for it.
+    if (!spdlog::default_logger_raw()->should_log(spdlog::level::info))
+        return;
     const auto& v = admission_.result();
     const auto& who = admission_.who();
     const bool header_read = parser_ && parser_->is_header_done();

@@ -28,15 +28,14 @@ inline std::string_view trace_id_of(std::string_view valid_traceparent) {
 class request_id_generator {
   public:
     static constexpr std::size_t size = 32;
-    request_id_generator(std::uint64_t prefix, std::uint64_t start)
-        : prefix_(prefix), counter_(start) {}
+    request_id_generator(std::uint64_t prefix, std::uint64_t start);
     // Seeded from std::random_device (once).
     request_id_generator();
 
     void next(std::array<char, size>& out);
 
   private:
-    std::uint64_t prefix_;
+    std::array<char, size / 2> prefix_;  // the prefix's hex digits, written once
     std::uint64_t counter_;
 };
 

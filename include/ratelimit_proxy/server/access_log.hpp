@@ -77,7 +77,7 @@ class denial_log_filter {
 };
 
 // Writes one access line, text or JSON, applying the flood rule of this thread's filter to
-// 429s that a policy decided.
+// 429s that a policy decided. The caller has checked that info lines are logged.
 void log_access_line(access_record& r, bool json);
 
 }  // namespace ratelimit_proxy::server
