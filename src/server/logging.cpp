@@ -12,6 +12,8 @@
 
 namespace ratelimit_proxy::server {
 
+const char access_line_source[] = "access";
+
 namespace {
 
 // One JSON object per line: {"time","level","message"}, or an access line as it was

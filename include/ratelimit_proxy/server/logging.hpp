@@ -21,7 +21,9 @@ void append_utc_time(std::string& out, std::chrono::system_clock::time_point t);
 
 // The source location an access line is logged with: the JSON formatter writes such a line
 // (already one JSON object) as it is, with the time put first.
-inline constexpr const char* access_line_source = "access";
+// One object, defined in logging.cpp, compared by address: a string literal may have a copy per
+// translation unit (clang with AddressSanitizer keeps them apart).
+extern const char access_line_source[];
 inline spdlog::source_loc access_line_location() {
     return {access_line_source, 0, nullptr};
 }
