@@ -53,6 +53,8 @@ void format_access_text(const access_record& r, std::string& out) {
     out.append(" request_id=").append(r.request_id);
     if (!r.trace_id.empty())
         out.append(" trace_id=").append(r.trace_id);
+    if (!r.upstream_request_id.empty())
+        out.append(" upstream_request_id=").append(r.upstream_request_id);
     if (r.suppressed > 0)
         out.append(" suppressed=").append(std::to_string(r.suppressed));
 }
@@ -61,6 +63,7 @@ void format_access_json(const access_record& r, std::string& out) {
     out.append("{\"type\":\"access\"");
     append_field(out, "request_id", r.request_id);
     append_optional(out, "trace_id", r.trace_id);
+    append_optional(out, "upstream_request_id", r.upstream_request_id);
     append_field(out, "method", r.method);
     append_field(out, "path", r.path);
     append_field(out, "route", r.route.empty() ? std::string_view("other") : r.route);

@@ -41,11 +41,13 @@ bool is_idempotent(http::verb v) {
 // The limit headers and X-Request-Id go into the serialized header as text (see
 // outgoing_message); any of the same names from the upstream are dropped first.
 std::string_view response_lines(const limit::rate_limit_headers* h, std::string_view request_id,
-                                std::string& lines) {
+                                std::string_view upstream_request_id, std::string& lines) {
     lines.clear();
     if (h)
         h->append_lines(lines);
     lines.append("X-Request-Id: ").append(request_id).append("\r\n");
+    if (!upstream_request_id.empty())
+        lines.append("X-Upstream-Request-Id: ").append(upstream_request_id).append("\r\n");
     return lines;
 }
 
@@ -225,6 +227,7 @@ void session::request_state::reset() {
     upstream_keep_alive = false;
     upstream_time = {};
     request_id_size = 0;
+    upstream_request_id_size = 0;
     has_trace = false;
     started = std::chrono::steady_clock::now();
     from_upstream = false;
@@ -560,6 +563,12 @@ void session::on_read_response_header(beast::error_code ec) {
                 replaced.push_back(name);
         }
     }
+    // Ours replaces the upstream's X-Request-Id; the upstream's (what its support asks for)
+    // is kept beside it.
+    if (const std::string_view theirs = res["X-Request-Id"]; proxy::valid_request_id(theirs)) {
+        std::copy(theirs.begin(), theirs.end(), request_.upstream_request_id.begin());
+        request_.upstream_request_id_size = theirs.size();
+    }
     proxy::rewrite_response(res, replaced);
     owner_.context().load->record(
         owner_.index(), res.result_int() >= 500,
@@ -581,8 +590,9 @@ void session::on_read_response_header(beast::error_code ec) {
 
     const bool bodiless = parser_->get().method() == http::verb::head || request_.status < 200 ||
                           request_.status == 204 || request_.status == 304;
-    exchange_->to_client.start(res, bodiless,
-                               response_lines(limit_headers, request_.id(), extra_lines_));
+    exchange_->to_client.start(
+        res, bodiless,
+        response_lines(limit_headers, request_.id(), request_.upstream_id(), extra_lines_));
     const bool done = exchange_->response_parser->is_done();
     if (!done && upstream_->buffered() > 0) {
         // The first body bytes came with the header: read them (no wait, they are buffered)
@@ -717,7 +727,7 @@ void session::write_local(const verdict& v) {
     if (!exchange_)
         exchange_ = owner_.take_exchange();
     exchange_->to_client.start(local_response_, head,
-                               response_lines(v.limit_headers, request_.id(), extra_lines_));
+                               response_lines(v.limit_headers, request_.id(), {}, extra_lines_));
     request_.status = static_cast<unsigned>(v.status);
     request_.from_upstream = false;
     if (!head)
@@ -851,6 +861,7 @@ void session::log_access(unsigned status) {
     access_record r;
     r.request_id = request_.id();
     r.trace_id = request_.trace();
+    r.upstream_request_id = request_.upstream_id();
     r.method = request_.method;
     r.path = request_.path;
     r.route = v.route;

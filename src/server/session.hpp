@@ -87,12 +87,18 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
         std::size_t request_id_size = 0;
         std::array<char, 32> trace_id{};
         bool has_trace = false;
+        // The upstream's own X-Request-Id (OpenAI's, say), passed on as X-Upstream-Request-Id.
+        std::array<char, proxy::max_request_id_size> upstream_request_id{};
+        std::size_t upstream_request_id_size = 0;
         std::chrono::steady_clock::time_point started;  // the header was in
         bool from_upstream = false;                     // the answer is the upstream's
         std::uint64_t bytes_in = 0;                     // request body bytes
         std::uint64_t bytes_out = 0;                    // response body bytes
 
         std::string_view id() const { return {request_id.data(), request_id_size}; }
+        std::string_view upstream_id() const {
+            return {upstream_request_id.data(), upstream_request_id_size};
+        }
         std::string_view trace() const {
             return has_trace ? std::string_view(trace_id.data(), trace_id.size())
                              : std::string_view();

@@ -162,6 +162,23 @@ TEST_F(AccessLogTest, RequestIdIsGeneratedSentUpstreamAndReturned) {
     EXPECT_EQ(missing.header("X-Request-Id").size(), 32u);
 }
 
+TEST_F(AccessLogTest, TheUpstreamsOwnRequestIdIsKeptBesideOurs) {
+    start({});
+    const auto token = register_token(port());
+    auto r = http_get(port(), "/api/hop", bearer(token));
+    ASSERT_EQ(r.status, 200u);
+    EXPECT_EQ(r.header_count("X-Request-Id"), 1u);
+    EXPECT_EQ(r.header("X-Request-Id").size(), 32u) << r.headers_text();
+    EXPECT_EQ(r.header("X-Upstream-Request-Id"), "req_hop_upstream_1") << r.headers_text();
+    auto lines = access_lines_for("/api/hop", 1);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(lines[0]["upstream_request_id"], "req_hop_upstream_1");
+    EXPECT_EQ(lines[0]["request_id"], r.header("X-Request-Id"));
+    // Where the upstream sends none, there is none.
+    auto echo = http_get(port(), "/api/echo", bearer(token));
+    EXPECT_FALSE(echo.has_header("X-Upstream-Request-Id")) << echo.headers_text();
+}
+
 TEST_F(AccessLogTest, RequestIdFromATrustedProxyIsKeptWhenSane) {
     start({{"TRUSTED_PROXIES", "127.0.0.0/8"}});
     const auto token = register_token(port());

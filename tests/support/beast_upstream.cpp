@@ -354,6 +354,7 @@ void beast_upstream::serve(int fd) {
                 "X-RateLimit-Limit: 7\r\n"
                 "Retry-After: 30\r\n"
                 "X-End-To-End: yes\r\n"
+                "X-Request-Id: req_hop_upstream_1\r\n"
                 "Content-Length: " +
                 std::to_string(body.size()) + "\r\n\r\n" + body);
         } else if (what == "reset") {

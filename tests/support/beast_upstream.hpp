@@ -43,7 +43,8 @@ struct recorded_request {
 //   .../hop                response carrying hop-by-hop headers (Connection: X-Up-Hop,
 //                          X-Up-Hop, Keep-Alive, Proxy-Authenticate, Proxy-Connection) and
 //                          end-to-end ones (x-ratelimit-limit-requests: 100, X-End-To-End: yes,
-//                          and the proxy's own names X-RateLimit-Limit: 7, Retry-After: 30)
+//                          and the proxy's own names X-RateLimit-Limit: 7, Retry-After: 30,
+//                          X-Request-Id: req_hop_upstream_1)
 //   .../never              reads the request, never answers (until stop)
 //   .../reset              announces 1 MB, sends 1000 bytes, then resets the connection
 //   .../status?code=N      answers with status N and a small JSON body

@@ -13,7 +13,8 @@ namespace ratelimit_proxy::server {
 // One request's access line, filled by the session (views into its request state).
 struct access_record {
     std::string_view request_id;
-    std::string_view trace_id;  // empty: no valid traceparent
+    std::string_view trace_id;             // empty: no valid traceparent
+    std::string_view upstream_request_id;  // the upstream's X-Request-Id; empty: none
     std::string_view method;
     std::string_view path;  // never the query: it may hold secrets
     std::string_view route;
