@@ -100,6 +100,24 @@ TEST_F(ConcurrencyTest, RequestsInFlightHoldSlotsAndOneMoreIsRefusedUntilTheyFin
     EXPECT_EQ(header_integer(after, "X-RateLimit-Remaining"), 1) << after.headers_text();
 }
 
+TEST_F(ConcurrencyTest, DecisionMetricsCountTheConcurrencyPolicy) {
+    const auto metrics_port = free_port();
+    start(slots_config(1), {{"METRICS_BIND_ADDRESS", "127.0.0.1:" + std::to_string(metrics_port)}});
+    ASSERT_TRUE(wait_for_port(metrics_port, 5s));
+    auto slow = in_background("/api/slow?ms=1000");
+    ASSERT_TRUE(leases_become(1));
+    EXPECT_EQ(call().status, 429u);
+    EXPECT_EQ(call().status, 429u);
+    EXPECT_EQ(slow.get(), 200u);
+    const auto text = http_get(metrics_port, "/metrics").body;
+    const std::string d = "ratelimit_proxy_decisions_total{policy=\"slots\",tier=\"default\",";
+    EXPECT_TRUE(contains(text, d + "decision=\"allowed\"} 1")) << text;
+    // Both refusals went to the store: none was answered from the over-limit cache.
+    EXPECT_TRUE(contains(text, d + "decision=\"denied\"} 2")) << text;
+    EXPECT_TRUE(contains(text, "ratelimit_proxy_policy_limit{policy=\"slots\"} 1")) << text;
+    EXPECT_FALSE(contains(text, "ratelimit_proxy_policy_window_seconds{policy=\"slots\"}"));
+}
+
 TEST_F(ConcurrencyTest, SlotIsGivenBackOnEveryEnding) {
     start(slots_config(1, "", R"(, "upstream": {"response_timeout_ms": 500})"));
     // A normal answer.
