@@ -302,8 +302,7 @@ void memory_store::release(std::string_view key, std::string_view lease_id) {
         leases_.erase(found);
 }
 
-void memory_store::renew(std::string_view key, std::string_view lease_id,
-                         std::int64_t extend_us) {
+void memory_store::renew(std::string_view key, std::string_view lease_id, std::int64_t extend_us) {
     auto found = leases_.find(std::string(key));
     if (found == leases_.end())
         return;

@@ -49,9 +49,8 @@ worker::worker(const proxy_context& ctx, unsigned index,
               ctx.settings.auth.token_cache_ttl, ctx.settings.auth.token_cache_size),
       pool_(io_, ctx.tls.get(), upstream_endpoint(ctx), ctx.settings.upstream.connect_timeout,
             ctx.settings.upstream.max_idle_connections, ctx.settings.upstream.pool_idle_timeout),
-      admission_{ctx.settings, tokens_,          *limiter_, denials_, redis_,
-                 rules_,       register_policy_, *ctx.load, index,    metrics_,
-                 leases_} {
+      admission_{ctx.settings,     tokens_,   *limiter_, denials_, redis_, rules_,
+                 register_policy_, *ctx.load, index,     metrics_, leases_} {
     set_rules(std::move(rules));
 }
 

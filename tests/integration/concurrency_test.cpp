@@ -28,8 +28,8 @@ std::string token_id(const std::string& token) {
 std::string slots_config(int limit, const std::string& extra_policies = "",
                          const std::string& extra_settings = "") {
     return R"({"policies": [{"name": "slots", "algorithm": "concurrency", "limit": )" +
-           std::to_string(limit) + R"(, "key": "token"})" + extra_policies + "]" +
-           extra_settings + "}";
+           std::to_string(limit) + R"(, "key": "token"})" + extra_policies + "]" + extra_settings +
+           "}";
 }
 
 class ConcurrencyTest : public proxy_fixture<beast_upstream> {
@@ -140,8 +140,8 @@ TEST_F(ConcurrencyTest, SlotIsGivenBackOnEveryEnding) {
     // The client goes away in the middle of a streamed response.
     {
         http_connection c(proxy->port());
-        c.send_raw("GET /api/drip?ms=3000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                   token + "\r\n\r\n");
+        c.send_raw("GET /api/drip?ms=3000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+                   "\r\n\r\n");
         c.set_timeout(1000ms);  // the header and "data: 1", then the client gives up
         std::string first;
         long long held_mid_stream = -1;
@@ -194,8 +194,7 @@ TEST_F(ConcurrencyTest, KilledInstanceSlotComesBackAfterTheLeaseTime) {
 
 TEST_F(ConcurrencyTest, TwoInstancesOnOneRedisShareTheSlots) {
     start(slots_config(2));
-    proxy_process second(
-        proxy_options_for({.base_path = "/up", .config = slots_config(2)}));
+    proxy_process second(proxy_options_for({.base_path = "/up", .config = slots_config(2)}));
     auto a = in_background("/api/slow?ms=1500");
     auto b = in_background("/api/slow?ms=1500", second.port());
     ASSERT_TRUE(leases_become(2));
@@ -257,9 +256,7 @@ TEST_F(ConcurrencyTest, AdminApiSetsAConcurrencyPolicyShowsAndResetsItsLeases) {
                      R"({"algorithm": "concurrency", "limit": 1, "window": 60})");
     EXPECT_EQ(bad.status, 400u) << bad.body;
 
-    ASSERT_TRUE(within(2s, [&] {
-        return header_integer(call(), "X-RateLimit-Limit") == 1;
-    }));
+    ASSERT_TRUE(within(2s, [&] { return header_integer(call(), "X-RateLimit-Limit") == 1; }));
     auto slow = in_background("/api/slow?ms=4000");
     ASSERT_TRUE(leases_become(1));
     auto bucket = admin(http::verb::get, "/admin/buckets?policy=slots&key=" + token_id(token));

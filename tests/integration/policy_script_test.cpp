@@ -165,8 +165,8 @@ TEST_F(PolicyScriptTest, ConcurrencyMatchesMemoryStoreAcrossAcquiresReleasesAndR
                 EXPECT_EQ(lua.results[k].allowed, mem.results[k].allowed) << "step " << step;
                 EXPECT_EQ(lua.results[k].remaining, mem.results[k].remaining) << "step " << step;
                 EXPECT_NEAR(lua.results[k].reset_seconds, mem.results[k].reset_seconds, 1e-6);
-                EXPECT_NEAR(lua.results[k].retry_after_seconds,
-                            mem.results[k].retry_after_seconds, 1e-6);
+                EXPECT_NEAR(lua.results[k].retry_after_seconds, mem.results[k].retry_after_seconds,
+                            1e-6);
             }
             if (lua.allowed) {
                 held.push_back(id);

@@ -76,7 +76,7 @@ inline std::vector<std::string> script_args(std::span<const limit::check_item> i
         out.push_back(exact(it.numbers.window_seconds));
         // Concurrency: the burst field carries the lease id.
         out.push_back(it.source->algo == limit::algorithm::concurrency ? std::string(it.lease_id)
-                                                                        : exact(it.numbers.burst));
+                                                                       : exact(it.numbers.burst));
         out.push_back(std::to_string(it.cost));
         std::string flags;
         if (it.shadow)
@@ -350,7 +350,7 @@ inline void concurrency_counts_live_leases_until_they_expire(const checker& chec
     EXPECT_FALSE(check({&c, 1}, t + 10 * sec).allowed);
     auto after = check({&c, 1}, t + 10 * sec + 1);
     ASSERT_TRUE(after.allowed);
-    EXPECT_EQ(after.results[0].remaining, 0);  // b and c
+    EXPECT_EQ(after.results[0].remaining, 0);                // b and c
     EXPECT_FALSE(check({&d, 1}, t + 10 * sec + 1).allowed);  // b lives until then, inclusive
 }
 
@@ -360,8 +360,8 @@ inline void concurrency_slot_not_taken_when_another_policy_denies(const checker&
     policy_items b;
     auto cc = b.make(limit::algorithm::concurrency, p + "cc", 1, 10);
     cc.lease_id = "x";
-    const std::vector<limit::check_item> items{cc, b.make(limit::algorithm::fixed_window,
-                                                          p + "fw", 1, 60)};
+    const std::vector<limit::check_item> items{
+        cc, b.make(limit::algorithm::fixed_window, p + "fw", 1, 60)};
     const std::int64_t t = 1'800'000'000LL * sec;
     auto spend = check({&items[1], 1}, t);  // the window's one request
     ASSERT_TRUE(spend.allowed);

@@ -36,9 +36,7 @@ class fake_limiter : public limit::limiter {
         done(answer());
     }
     void release() { std::exchange(pending, nullptr)(answer()); }
-    void release(const limit::lease_refs& leases) override {
-        released.emplace_back(leases.id);
-    }
+    void release(const limit::lease_refs& leases) override { released.emplace_back(leases.id); }
     void renew(const limit::lease_refs&, std::chrono::microseconds) override {}
     std::vector<std::string> released;
 
@@ -162,9 +160,8 @@ class AdmissionTest : public ::testing::Test {
     server::load_monitor load_{server::load_rule{}, 1};
     server::worker_metrics metrics_{0};
     limit::concurrency_leases leases_{limiter_, 0, std::chrono::seconds(60)};
-    server::admission_context ctx_{settings_, tokens_,          limiter_, denials_, redis_,
-                                   rules_,    register_policy_, load_,    0,        metrics_,
-                                   leases_};
+    server::admission_context ctx_{settings_,        tokens_, limiter_, denials_, redis_, rules_,
+                                   register_policy_, load_,   0,        metrics_, leases_};
     server::admission admission_{ctx_};
     std::shared_ptr<recording_handler> handler_ = std::make_shared<recording_handler>();
     boost::asio::ip::address client_ = boost::asio::ip::make_address("203.0.113.5");
