@@ -435,3 +435,47 @@ TEST_F(AdmissionTest, NearLimitIsCountedFromTheConfiguredShareUsed) {
     decide(http::verb::get, "/api/echo", token);
     EXPECT_EQ(metrics_.near_limit(burst, free), 1u);
 }
+
+TEST_F(AdmissionTest, ConcurrencyLeaseIsTakenWhenAllowedAndGivenBackOnceWhenTheRequestEnds) {
+    settings_ = config::parse_json(R"({
+        "upstream": {"url": "http://127.0.0.1:1"},
+        "policies": [{"name": "slots", "algorithm": "concurrency", "limit": 2}]})",
+                                   "test.json");
+    set_rules("{}");
+    const auto token = bearer(known_token("default"));
+    EXPECT_EQ(decide(http::verb::get, "/api/echo", token).what, server::verdict::kind::forward);
+    ASSERT_EQ(limiter_.seen.size(), 1u);
+    const std::string id(limiter_.seen[0].lease_id);
+    EXPECT_FALSE(id.empty());
+    EXPECT_DOUBLE_EQ(limiter_.seen[0].numbers.window_seconds, 60);  // the lease time
+    admission_.end_request();
+    admission_.end_request();
+    ASSERT_EQ(limiter_.released.size(), 1u);
+    EXPECT_EQ(limiter_.released[0], id);
+
+    // Refused: nothing held, nothing given back, and the next request asks the store again.
+    limiter_.allow = false;
+    limiter_.retry_after = 1;
+    EXPECT_EQ(decide(http::verb::get, "/api/echo", token).status, http::status::too_many_requests);
+    EXPECT_EQ(handler_->retry_after_header, "1");
+    EXPECT_NE(std::string(limiter_.seen[0].lease_id), id);  // one id per request
+    admission_.end_request();
+    EXPECT_EQ(limiter_.released.size(), 1u);
+    const int calls = limiter_.calls;
+    decide(http::verb::get, "/api/echo", token);
+    EXPECT_EQ(limiter_.calls, calls + 1);
+}
+
+TEST_F(AdmissionTest, ConcurrencyLeaseOfAClientGoneBeforeTheAnswerIsGivenBackAtOnce) {
+    settings_ = config::parse_json(R"({
+        "upstream": {"url": "http://127.0.0.1:1"},
+        "policies": [{"name": "slots", "algorithm": "concurrency", "limit": 2}]})",
+                                   "test.json");
+    set_rules("{}");
+    limiter_.hold = true;
+    decide(http::verb::get, "/api/echo", bearer(known_token("default")));
+    handler_->gone = true;
+    limiter_.release();  // the store answers: allowed
+    EXPECT_EQ(handler_->count, 0);
+    EXPECT_EQ(limiter_.released.size(), 1u);
+}
