@@ -188,8 +188,14 @@ TEST_F(ConcurrencyTest, KilledInstanceSlotComesBackAfterTheLeaseTime) {
     start_proxy({.base_path = "/up", .config = config});
     if (std::chrono::steady_clock::now() - taken < 1200ms)
         EXPECT_EQ(call().status, 429u);  // the dead instance's lease still counts
+    // The dead lease's expiry, on Redis's clock (ZRANGE ... WITHSCORES: member, score).
+    const auto listed = redis.command({"ZRANGE", lease_key(), "0", "-1", "WITHSCORES"});
+    const auto expiry = std::stoll(listed.substr(listed.find('\n') + 1));
     ASSERT_TRUE(within(3s, [&] { return call().status == 200; })) << proxy->log();
-    EXPECT_GE(std::chrono::steady_clock::now() - taken, 1500ms);
+    // Not before the lease ran out: TIME is seconds, then microseconds.
+    const auto time = redis.command({"TIME"});
+    const auto now_us = std::stoll(time) * 1'000'000 + std::stoll(time.substr(time.find('\n') + 1));
+    EXPECT_GT(now_us, expiry);
 }
 
 TEST_F(ConcurrencyTest, TwoInstancesOnOneRedisShareTheSlots) {
