@@ -252,6 +252,27 @@ for i = 1, n do
       retry = reset
     end
 
+  elseif algo == 'cc' then
+    -- Concurrency: a sorted set of leases, member = the request's lease id (the burst
+    -- field), score = its expiry (µs); window is the lease time. Only live leases count,
+    -- so an instance that died takes its slots along for at most the lease time. Expired
+    -- ones are dropped when a lease is taken: a refusal writes nothing, as everywhere.
+    now_s = now_s or fixed(now, '%.0f', '%d')
+    local r = redis.pcall('ZCOUNT', key, now_s, '+inf')
+    local wrong = type(r) == 'table'
+    local held = wrong and 0 or r
+    allowed = held + cost <= limit
+    local left = limit - held
+    if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
+    remaining = floor(left)
+    -- No window to reset: 1 s (Retry-After's) while no slot is free, else now.
+    reset = remaining >= 1 and 0 or 1
+    if allowed then
+      consume = { wrong, limit - held - cost, window }
+    else
+      retry = 1
+    end
+
   else
     error('unknown algorithm ' .. tostring(algo))
   end
@@ -310,6 +331,15 @@ for i = 1, n do
         call('HSET', key, 'w', fixed(cur, '%.0f', '%d'), 'c', fixed(c_after, '%.0f', '%d'),
              'p', fixed(p, '%.0f', '%d'))
         call('PEXPIRE', key, ceil(2 * ww / 1000) + 1000)
+      elseif algo == 'cc' then
+        local left, lease = e[2], e[3]
+        if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
+        out[4 * i - 1] = floor(left)
+        out[4 * i] = out[4 * i - 1] >= 1 and 0 or 1
+        call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now_s)
+        call('ZADD', key, fixed(now + lease * 1000000, '%.0f', '%d'), ARGV[6 * i])
+        -- Outlives every lease in it, renewed ones included (renewal sets it again).
+        call('PEXPIRE', key, ceil(2 * lease * 1000) + 1000)
       else
         local ws, c_after, we, limit = e[2], e[3], e[4], e[5]
         local left = limit - c_after

@@ -63,6 +63,8 @@ std::string_view layout_of(limit::algorithm a) {
                    "previous window)}";
         case limit::algorithm::fixed_window:
             return "hash {w (window start, unix µs), c (count)}";
+        case limit::algorithm::concurrency:
+            return "sorted set {lease id: expiry (unix µs)}, one member per request in flight";
     }
     return "";
 }
@@ -620,7 +622,18 @@ admin_api::response admin_api::show_bucket(request& r) {
     }
     out["exists"] = true;
     const bool hash = type.reply.str == "hash";
-    if (!hash && type.reply.str != "string") {
+    if (type.reply.str == "zset") {
+        // The lease set; expired members still listed count for nothing.
+        const std::string_view read_args[] = {"ZRANGE", key, "0", "-1", "WITHSCORES"};
+        auto read = co_await redis::await_command(redis, read_args);
+        if (!read.ok() || read.reply.type == redis::reply_type::error)
+            co_return reply(503, unavailable());
+        json leases = json::object();
+        const auto& e = read.reply.elements;
+        for (std::size_t i = 0; i + 1 < e.size(); i += 2)
+            leases[e[i].str] = e[i + 1].str;
+        out["state"] = {{"leases", std::move(leases)}};
+    } else if (!hash && type.reply.str != "string") {
         out["state"] = nullptr;
     } else {
         const std::string_view read_args[] = {hash ? "HGETALL" : "GET", key};

@@ -32,6 +32,9 @@ bool has_burst(algorithm a) {
     return a == algorithm::token_bucket || a == algorithm::gcra;
 }
 
+const char* const concurrency_window_rule =
+    "is not used by algorithm concurrency (it limits requests in flight; how long a slot "
+    "outlives a crashed instance is rate_limit.concurrency_lease_ms)";
 const char* const name_rule = "must be 1-64 characters of A-Z a-z 0-9 _ . -";
 const char* const window_rule =
     "must be a positive number of seconds or one of second, minute, hour, day, month";
@@ -124,6 +127,9 @@ void check_policy_body(const limit::policy& p, const std::string& path) {
         throw config_error(path + ".burst", "must be at least 1");
     if (p.cost < 1 || p.cost > max_cost)
         throw config_error(path + ".cost", "must be an integer from 1 to 1000000");
+    if (p.algo == algorithm::concurrency && p.cost != 1)
+        throw config_error(path + ".cost",
+                           "must be 1 with algorithm concurrency (a request holds one slot)");
     // A request costing more than the bucket can ever hold would be refused forever.
     const double capacity = has_burst(p.algo) ? n.capacity() : n.limit;
     if (p.cost > capacity)
@@ -200,7 +206,7 @@ limit::policy policy_from_json(const json& j, const std::string& path) {
                    if (!a)
                        throw config_error(field,
                                           "expected one of token_bucket, gcra, "
-                                          "sliding_window, fixed_window");
+                                          "sliding_window, fixed_window, concurrency");
                    p.algo = *a;
                })
         .field("limit",
@@ -212,6 +218,8 @@ limit::policy policy_from_json(const json& j, const std::string& path) {
                })
         .field("window",
                [&](const json& v, const std::string& field) {
+                   if (p.algo == algorithm::concurrency)
+                       throw config_error(field, concurrency_window_rule);
                    p.numbers.window_seconds = read_window(
                        v, field, p.algo == algorithm::fixed_window, p.numbers.calendar_month);
                })
@@ -256,9 +264,10 @@ limit::policy policy_from_json(const json& j, const std::string& path) {
         });
     r.reject_unknown();
     // After the reads, so that a wrong value is reported before a missing neighbour.
-    for (const char* required : {"limit", "window"})
-        if (!r.has(required))
-            throw config_error(r.qualified(required), "is required");
+    if (!r.has("limit"))
+        throw config_error(r.qualified("limit"), "is required");
+    if (p.algo != algorithm::concurrency && !r.has("window"))
+        throw config_error(r.qualified("window"), "is required");
     check_policy_body(p, path);
     return p;
 }
@@ -267,10 +276,11 @@ json policy_to_json(const limit::policy& p) {
     json j = {{"name", p.name},
               {"algorithm", limit::to_string(p.algo)},
               {"limit", number_to_json(p.numbers.limit)},
-              {"window", window_to_json(p.numbers)},
               {"key", limit::to_string(p.key)},
               {"cost", p.cost},
               {"shadow", p.shadow}};
+    if (p.algo != algorithm::concurrency)
+        j["window"] = window_to_json(p.numbers);
     if (has_burst(p.algo) && p.numbers.burst > 0)
         j["burst"] = number_to_json(p.numbers.burst);
     if (!p.match.method.empty() || !p.match.path_prefix.empty()) {

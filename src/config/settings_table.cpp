@@ -322,6 +322,13 @@ std::vector<setting> make_table() {
         value("rate_limit.fail_closed", "FAIL_CLOSED",
               "true: answer 503 while Redis is away instead of limiting locally",
               at(&settings::rate_limit, &rate_limit_settings::fail_closed)),
+        value("rate_limit.concurrency_lease_ms",
+              at(&settings::rate_limit, &rate_limit_settings::concurrency_lease),
+              [](settings& s, const std::string& label) {
+                  // Renewed every third of it: below 300 ms renewal would be busier than useful.
+                  if (s.rate_limit.concurrency_lease.count() < 300)
+                      throw config_error(label, "must be at least 300");
+              }),
 
         value("redis.url", "REDIS_URL",
               "redis://[:password@]host[:port][/db] (default redis://127.0.0.1:6379)",

@@ -35,6 +35,12 @@ void build_check_items(std::span<const policy* const> policies, const check_subj
         apply_limits(item.numbers, *p, s.overrides, s.scale);
         item.cost = p->cost;
         item.shadow = p->shadow || s.shadow_all;
+        item.lease_id = {};
+        if (p->algo == algorithm::concurrency) {
+            item.numbers.window_seconds = s.lease_seconds;
+            item.numbers.burst = 0;
+            item.lease_id = s.lease_id;
+        }
     }
     items.resize(used);
 }

@@ -16,7 +16,9 @@ void deny_cache::remember(std::span<const check_item> items, const decision& d, 
         return;
     for (std::size_t i = 0; i < items.size(); ++i) {
         const auto& r = d.results[i];
-        if (r.shadow || r.allowed || !(r.retry_after_seconds > 0))
+        // A concurrency slot can free at any moment: such a denial is never remembered.
+        if (r.shadow || r.allowed || !(r.retry_after_seconds > 0) ||
+            items[i].source->algo == algorithm::concurrency)
             continue;
         make_room(now);
         auto& e = entries_[items[i].key];

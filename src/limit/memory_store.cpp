@@ -16,6 +16,7 @@
 //   gcra  a = tat (µs)                            string tat
 //   sw    a = w (window start µs), b = c, c = p   hash { w, c, p }
 //   fw    a = w (window start µs), b = c          hash { w, c }
+//   cc    leases_[key]: id -> expiry (µs)          zset { id: expiry }
 
 namespace ratelimit_proxy::limit {
 
@@ -265,7 +266,50 @@ outcome fixed_window(const check_item& it, const cell& s, double now) {
     return o;
 }
 
+// Concurrency: `held` live leases; see the Lua script. The state (the new lease) is written
+// by check() itself, as it lives in leases_, not in a bucket.
+outcome concurrency(const check_item& it, double held) {
+    const double cost = it.cost;
+    const double limit = it.numbers.limit;
+    outcome o;
+    o.allowed = held + cost <= limit;
+    o.before_remaining = std::floor(r6(limit - held));
+    o.after_remaining = o.allowed ? std::floor(r6(limit - held - cost)) : o.before_remaining;
+    o.before_reset = o.before_remaining >= 1 ? 0 : 1;
+    o.after_reset = o.after_remaining >= 1 ? 0 : 1;
+    o.retry = o.allowed ? 0 : 1;
+    o.quota = limit;
+    o.window_seconds = 0;
+    return o;
+}
+
 }  // namespace
+
+std::size_t memory_store::live_leases(std::string_view key, std::int64_t now_us) const {
+    auto found = leases_.find(std::string(key));
+    if (found == leases_.end())
+        return 0;
+    return static_cast<std::size_t>(std::ranges::count_if(
+        found->second, [now_us](const lease& l) { return now_us <= l.expires_us; }));
+}
+
+void memory_store::release(std::string_view key, std::string_view lease_id) {
+    auto found = leases_.find(std::string(key));
+    if (found == leases_.end())
+        return;
+    std::erase_if(found->second, [lease_id](const lease& l) { return l.id == lease_id; });
+    if (found->second.empty())
+        leases_.erase(found);
+}
+
+void memory_store::renew(std::string_view key, std::string_view lease_id, std::int64_t extend_us) {
+    auto found = leases_.find(std::string(key));
+    if (found == leases_.end())
+        return;
+    for (auto& l : found->second)
+        if (l.id == lease_id)
+            l.expires_us += extend_us;  // ZADD XX INCR
+}
 
 decision memory_store::check(std::span<const check_item> items, std::int64_t now_us) {
     forget_expired(now_us);
@@ -289,6 +333,9 @@ decision memory_store::check(std::span<const check_item> items, std::int64_t now
         const algorithm algo = it.source ? it.source->algo : algorithm::token_bucket;
         outcome o;
         switch (algo) {
+            case algorithm::concurrency:
+                o = concurrency(it, static_cast<double>(live_leases(it.key, now_us)));
+                break;
             case algorithm::token_bucket:
                 o = token_bucket(it, s, now);
                 break;
@@ -313,9 +360,17 @@ decision memory_store::check(std::span<const check_item> items, std::int64_t now
         const auto& it = items[i];
         const auto& o = outcomes[i];
         const bool consumed = d.allowed && o.allowed;
-        if (consumed) {
-            // Overwrite, so a key that held another algorithm's state starts clean (the
-            // script DELs a key of the wrong Redis type before writing).
+        const bool leases = it.source && it.source->algo == algorithm::concurrency;
+        if (consumed && leases) {
+            // A key that held another algorithm's state starts clean (the script DELs a key
+            // of the wrong Redis type before writing).
+            buckets_.erase(it.key);
+            auto& set = leases_[it.key];
+            std::erase_if(set, [now_us](const lease& l) { return now_us > l.expires_us; });
+            set.push_back({std::string(it.lease_id),
+                           static_cast<std::int64_t>(r0(now + it.numbers.window_seconds * 1e6))});
+        } else if (consumed) {
+            leases_.erase(it.key);
             buckets_[it.key] = bucket{o.a, o.b, o.c, now_us + o.ttl_ms * 1000};
         }
         policy_result r;
@@ -337,6 +392,7 @@ decision memory_store::check(std::span<const check_item> items, std::int64_t now
 
 void memory_store::erase(std::string_view key) {
     buckets_.erase(std::string(key));
+    leases_.erase(std::string(key));
 }
 
 void memory_store::forget_expired(std::int64_t now_us) {
@@ -346,6 +402,10 @@ void memory_store::forget_expired(std::int64_t now_us) {
         return;
     next_sweep_us_ = now_us + 10'000'000;
     std::erase_if(buckets_, [&](const auto& kv) { return now_us > kv.second.expires_us; });
+    for (auto it = leases_.begin(); it != leases_.end();) {
+        std::erase_if(it->second, [now_us](const lease& l) { return now_us > l.expires_us; });
+        it = it->second.empty() ? leases_.erase(it) : std::next(it);
+    }
 }
 
 std::int64_t unix_micros() {

@@ -10,11 +10,12 @@ namespace ratelimit_proxy::limit {
 
 namespace {
 
-constexpr std::array<std::pair<algorithm, std::string_view>, 4> algorithm_names{{
+constexpr std::array<std::pair<algorithm, std::string_view>, 5> algorithm_names{{
     {algorithm::token_bucket, "token_bucket"},
     {algorithm::gcra, "gcra"},
     {algorithm::sliding_window, "sliding_window"},
     {algorithm::fixed_window, "fixed_window"},
+    {algorithm::concurrency, "concurrency"},
 }};
 
 constexpr std::array<std::pair<key_kind, std::string_view>, 4> key_names{{

@@ -13,6 +13,8 @@ std::string_view algorithm_code(algorithm a) {
             return "sw";
         case algorithm::fixed_window:
             return "fw";
+        case algorithm::concurrency:
+            return "cc";
     }
     return "tb";
 }

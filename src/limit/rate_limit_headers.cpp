@@ -66,8 +66,11 @@ rate_limit_headers make_headers(const decision& d) {
             h.policy.append(", ");
         h.policy.append("\"").append(r.source->name).append("\";q=");
         append_number(h.policy, quota_of(r));
-        h.policy.append(";w=");
-        append_number(h.policy, std::max<std::int64_t>(1, ceil_seconds(r.window_seconds)));
+        // A concurrency quota is slots, not a count per time window: no w.
+        if (r.source->algo != algorithm::concurrency) {
+            h.policy.append(";w=");
+            append_number(h.policy, std::max<std::int64_t>(1, ceil_seconds(r.window_seconds)));
+        }
     }
     h.rate_limit = "\"" + t.source->name + "\";r=" + h.remaining + ";t=" + h.reset;
     if (!d.allowed)

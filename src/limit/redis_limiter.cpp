@@ -37,7 +37,10 @@ policy_result result_shape(const check_item& item) {
     r.source = item.source;
     r.shadow = item.shadow;
     const limits& n = item.numbers;
-    if (item.source->algo == algorithm::token_bucket || item.source->algo == algorithm::gcra) {
+    if (item.source->algo == algorithm::concurrency) {
+        r.quota = n.limit;  // slots; no window
+    } else if (item.source->algo == algorithm::token_bucket ||
+               item.source->algo == algorithm::gcra) {
         r.quota = n.capacity();
         r.window_seconds = n.capacity() / n.rate_per_second();
     } else {
@@ -128,7 +131,12 @@ void redis_limiter::check(std::span<const check_item> items, decision_handler do
         double* formatted = &arg_numbers_[2 + fields * i];
         number_into(f[1], formatted[1], item.numbers.limit);
         number_into(f[2], formatted[2], item.numbers.window_seconds);
-        number_into(f[3], formatted[3], item.numbers.burst);
+        if (item.source->algo == algorithm::concurrency) {
+            f[3] = item.lease_id;
+            formatted[3] = std::numeric_limits<double>::quiet_NaN();
+        } else {
+            number_into(f[3], formatted[3], item.numbers.burst);
+        }
         f[4] = std::to_string(item.cost);
         f[5].clear();
         if (item.shadow)
@@ -152,6 +160,31 @@ void redis_limiter::check(std::span<const check_item> items, decision_handler do
                     breaker_.record_failure();
                     done(decide_without_redis(items));
                 });
+}
+
+void redis_limiter::release(const lease_refs& leases) {
+    if (leases.local)
+        return fallback_.release(leases);
+    for (const auto& key : leases.keys) {
+        const std::string_view args[] = {"ZREM", key, leases.id};
+        // Unanswered (Redis away): the lease expires on its own within the lease time.
+        conn_.command(args, [](redis::outcome, redis::reply&&) {});
+    }
+}
+
+void redis_limiter::renew(const lease_refs& leases, std::chrono::microseconds extend) {
+    if (leases.local)
+        return fallback_.renew(leases, extend);
+    const std::string by = std::to_string(extend.count());
+    // As the script sets it on acquire: two lease times (here three renewal intervals at
+    // least) and a second, from now.
+    const std::string ttl_ms = std::to_string(6 * extend.count() / 1000 + 1000);
+    for (const auto& key : leases.keys) {
+        const std::string_view zadd[] = {"ZADD", key, "XX", "INCR", by, leases.id};
+        conn_.command(zadd, [](redis::outcome, redis::reply&&) {});
+        const std::string_view pexpire[] = {"PEXPIRE", key, ttl_ms};
+        conn_.command(pexpire, [](redis::outcome, redis::reply&&) {});
+    }
 }
 
 }  // namespace ratelimit_proxy::limit

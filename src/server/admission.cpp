@@ -280,6 +280,12 @@ void admission::check_limit(handler_ptr& h) {
     s.token_id = identity_.id;
     s.overrides = identity_.overrides.get();
     s.scale = scale_;
+    if (std::ranges::any_of(selected_, [](const limit::policy* p) {
+            return p->algo == limit::algorithm::concurrency;
+        })) {
+        s.lease_id = leases_.new_id();
+        s.lease_seconds = std::chrono::duration<double>(ctx_.leases.lease_time()).count();
+    }
     limit::build_check_items(selected_, s, items_);
     if (items_.empty()) {
         verdict_.forward("unlimited");
@@ -364,8 +370,11 @@ void admission::set_limit_headers(const limit::decision& d) {
 }
 
 void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr& h) {
+    // Held first: a client gone meanwhile gives its slots straight back.
+    if (!known_denial)
+        leases_.take(items_, d);
     if (h->closed())
-        return;
+        return leases_.end();
     count_decision(d, known_denial);
     record_decision(d);
     if (known_denial)

@@ -93,6 +93,7 @@ std::string_view scope_name(limit::key_kind k) {
 void error_body(const verdict& v, const reply_context& context, std::string& out) {
     const bool limited = v.status == http::status::too_many_requests;
     const auto* policy = limited && context.expose_limits ? v.deciding.source : nullptr;
+    const bool concurrency = policy && policy->algo == limit::algorithm::concurrency;
     out.append("{\"error\":{\"message\":\"");
     append_json_escaped(out, v.message);
     if (policy) {
@@ -100,9 +101,13 @@ void error_body(const verdict& v, const reply_context& context, std::string& out
         append_json_escaped(out, policy->name);
         out.append("\\\" allows ");
         append_number(out, v.deciding.quota);
-        out.append(" per ");
-        append_number(out, v.deciding.window_seconds);
-        out.append(" seconds per ");
+        if (concurrency) {
+            out.append(" requests in flight per ");
+        } else {
+            out.append(" per ");
+            append_number(out, v.deciding.window_seconds);
+            out.append(" seconds per ");
+        }
         out.append(scope_name(policy->key));
         out.push_back(')');
     }
@@ -118,8 +123,11 @@ void error_body(const verdict& v, const reply_context& context, std::string& out
         append_string(out, scope_name(policy->key));
         out.append(",\"limit\":");
         append_number(out, v.deciding.quota);
-        out.append(",\"window_seconds\":");
-        append_number(out, v.deciding.window_seconds);
+        // Slots held, not a window: no window_seconds.
+        if (!concurrency) {
+            out.append(",\"window_seconds\":");
+            append_number(out, v.deciding.window_seconds);
+        }
         out.append(",\"remaining\":");
         append_number(out, static_cast<double>(v.deciding.remaining));
     }

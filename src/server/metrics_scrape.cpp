@@ -88,8 +88,10 @@ void decisions(exposition& out, const workers_t& workers, const limit::rule_set&
     for (const auto& p : rules.policies()) {
         out.gauge(name_of("policy_limit"), "The policy's configured limit (requests per window)",
                   {{"policy", p.name}}, p.numbers.limit);
-        out.gauge(name_of("policy_window_seconds"), "The policy's configured window",
-                  {{"policy", p.name}}, p.numbers.window_seconds);
+        // A concurrency policy's limit is slots in flight: it has no window.
+        if (p.algo != limit::algorithm::concurrency)
+            out.gauge(name_of("policy_window_seconds"), "The policy's configured window",
+                      {{"policy", p.name}}, p.numbers.window_seconds);
     }
 }
 

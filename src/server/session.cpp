@@ -115,6 +115,7 @@ void session::fail(beast::error_code ec, const char* what) {
 }
 
 void session::close() {
+    admission_.end_request();
     if (closed_)
         return;
     closed_ = true;
@@ -851,6 +852,8 @@ void session::count_response(unsigned status) {
 }
 
 void session::log_access(unsigned status) {
+    // Every request's end passes here (or through close()).
+    admission_.end_request();
     count_response(status);
     // Below info (LOG_LEVEL=warn) there is no access line: nothing to gather for it.
     if (!spdlog::default_logger_raw()->should_log(spdlog::level::info))

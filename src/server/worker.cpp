@@ -39,16 +39,18 @@ worker::worker(const proxy_context& ctx, unsigned index,
     : ctx_(ctx),
       index_(index),
       metrics_(ctx.settings.metrics.per_client_top_n),
+      limiter_(make_limiter(ctx, redis_, breaker_)),
+      leases_(*limiter_, index, ctx.settings.rate_limit.concurrency_lease),
       io_(1),
+      renew_timer_(io_),
       redis_(io_, redis_options(ctx)),
       breaker_(ctx.settings.redis.breaker_failures, ctx.settings.redis.breaker_probe_interval),
       tokens_(redis_, breaker_, *ctx.known, ctx.settings.redis.key_prefix,
               ctx.settings.auth.token_cache_ttl, ctx.settings.auth.token_cache_size),
-      limiter_(make_limiter(ctx, redis_, breaker_)),
       pool_(io_, ctx.tls.get(), upstream_endpoint(ctx), ctx.settings.upstream.connect_timeout,
             ctx.settings.upstream.max_idle_connections, ctx.settings.upstream.pool_idle_timeout),
-      admission_{ctx.settings, tokens_,          *limiter_, denials_, redis_,
-                 rules_,       register_policy_, *ctx.load, index,    metrics_} {
+      admission_{ctx.settings,     tokens_,   *limiter_, denials_, redis_, rules_,
+                 register_policy_, *ctx.load, index,     metrics_, leases_} {
     set_rules(std::move(rules));
 }
 
@@ -63,7 +65,9 @@ void worker::set_rules(std::shared_ptr<const limit::rule_set> rules) {
         tokens_.expire_cache();
 }
 
-worker::~worker() = default;
+worker::~worker() {
+    leases_.release_all();
+}
 
 std::unique_ptr<char[]> worker::take_buffer() {
     if (spare_buffers_.empty())
@@ -144,9 +148,21 @@ void worker::start(std::function<void()> on_connected) {
             on_connected();
     });
     redis_.start();
+    schedule_renewal();
+}
+
+void worker::schedule_renewal() {
+    renew_timer_.expires_after(leases_.renew_interval());
+    renew_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec)
+            return;  // stopped
+        leases_.renew_all();
+        schedule_renewal();
+    });
 }
 
 void worker::stop() {
+    renew_timer_.cancel();
     pool_.clear();
     redis_.stop();
 }

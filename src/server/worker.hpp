@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 
 #include "proxy_context.hpp"
 #include "ratelimit_proxy/auth/token_store.hpp"
+#include "ratelimit_proxy/limit/concurrency_leases.hpp"
 #include "ratelimit_proxy/limit/deny_cache.hpp"
 #include "ratelimit_proxy/limit/redis_limiter.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
@@ -73,6 +75,9 @@ class worker {
     void stop();
 
   private:
+    // Every renew interval: this worker's live concurrency leases renewed in one burst.
+    void schedule_renewal();
+
     const proxy_context& ctx_;
     unsigned index_;
     // Declared before io_ so they outlive it: destroying io_ destroys pending handlers, and
@@ -83,11 +88,16 @@ class worker {
     std::vector<boost::beast::flat_buffer> spare_header_buffers_;
     std::vector<std::unique_ptr<exchange_state>> spare_exchanges_;
     worker_metrics metrics_;
+    // Before io_ too (sessions hold leases), and the limiter before them. The limiter only
+    // keeps references to redis_ and breaker_ when made; ~worker releases every lease
+    // (release_all) while they still exist.
+    std::unique_ptr<limit::limiter> limiter_;
+    limit::concurrency_leases leases_;
     boost::asio::io_context io_;
+    boost::asio::steady_timer renew_timer_;
     redis::connection redis_;
     redis::circuit_breaker breaker_;
     auth::token_store tokens_;
-    std::unique_ptr<limit::limiter> limiter_;
     limit::deny_cache denials_;
     std::shared_ptr<const limit::rule_set> rules_;  // in force; admission holds them per request
     limit::policy register_policy_;                 // POST /register's own per-IP limit

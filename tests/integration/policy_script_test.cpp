@@ -129,6 +129,93 @@ TEST_F(PolicyScriptTest, ShadowItemThatDeniesDoesNotBlock) {
     rlp_test::shadow_item_that_denies_does_not_block(check_, p_);
 }
 
+TEST_F(PolicyScriptTest, ConcurrencyCountsLiveLeasesUntilTheyExpire) {
+    rlp_test::concurrency_counts_live_leases_until_they_expire(check_, p_);
+}
+
+TEST_F(PolicyScriptTest, ConcurrencySlotNotTakenWhenAnotherPolicyDenies) {
+    rlp_test::concurrency_slot_not_taken_when_another_policy_denies(check_, p_);
+}
+
+// Concurrency is not a pure function of (items, time) as the other algorithms are: releases
+// and renewals come between checks. So the sequence here mixes acquires, releases (ZREM vs
+// memory_store::release) and renewals (ZADD XX INCR vs memory_store::renew), the way
+// redis_limiter and the memory limiter issue them, and demands the same decisions and the
+// same live lease count after every step.
+TEST_F(PolicyScriptTest, ConcurrencyMatchesMemoryStoreAcrossAcquiresReleasesAndRenewals) {
+    limit::memory_store twin;
+    auto cc = items_.make(algorithm::concurrency, p_ + "cc", 3, 2);  // 3 slots, 2 s lease
+    const auto fw = items_.make(algorithm::fixed_window, p_ + "fw", 40, 10);
+    std::mt19937_64 rng(7);
+    std::vector<std::string> held;
+    std::vector<std::int64_t> expiry;  // of each held lease
+    std::int64_t now = 1'800'000'000LL * sec;
+    int allowed = 0, denied = 0, counter = 0;
+    for (int step = 0; step < 400 && !HasFailure(); ++step) {
+        now += std::uniform_int_distribution<std::int64_t>(0, 400'000)(rng);
+        const int op = std::uniform_int_distribution<int>(0, 9)(rng);
+        if (op < 6) {
+            const std::string id = "lease-" + std::to_string(++counter);
+            cc.lease_id = id;
+            const std::vector<limit::check_item> items{cc, fw};
+            const auto lua = eval(items, now);
+            const auto mem = twin.check(items, now);
+            EXPECT_EQ(lua.allowed, mem.allowed) << "step " << step;
+            for (std::size_t k = 0; k < items.size(); ++k) {
+                EXPECT_EQ(lua.results[k].allowed, mem.results[k].allowed) << "step " << step;
+                EXPECT_EQ(lua.results[k].remaining, mem.results[k].remaining) << "step " << step;
+                EXPECT_NEAR(lua.results[k].reset_seconds, mem.results[k].reset_seconds, 1e-6);
+                EXPECT_NEAR(lua.results[k].retry_after_seconds, mem.results[k].retry_after_seconds,
+                            1e-6);
+            }
+            if (lua.allowed) {
+                held.push_back(id);
+                expiry.push_back(now + 2 * sec);
+            }
+            (lua.allowed ? allowed : denied)++;
+        } else if (op < 8 && !held.empty()) {
+            const auto pick = std::uniform_int_distribution<std::size_t>(0, held.size() - 1)(rng);
+            redis({"ZREM", p_ + "cc", held[pick]});
+            twin.release(p_ + "cc", held[pick]);
+            held.erase(held.begin() + static_cast<std::ptrdiff_t>(pick));
+            expiry.erase(expiry.begin() + static_cast<std::ptrdiff_t>(pick));
+        } else {
+            // As the worker's timer does: live leases only (it renews every third of the
+            // lease time, so a running request's lease never lapses while Redis answers).
+            for (std::size_t k = 0; k < held.size(); ++k) {
+                if (expiry[k] < now)
+                    continue;
+                redis({"ZADD", p_ + "cc", "XX", "INCR", "500000", held[k]});
+                twin.renew(p_ + "cc", held[k], 500'000);
+                expiry[k] += 500'000;
+            }
+        }
+        EXPECT_EQ(redis({"ZCOUNT", p_ + "cc", std::to_string(now), "+inf"}),
+                  std::to_string(twin.live_leases(p_ + "cc", now)))
+            << "step " << step;
+    }
+    // Both outcomes were exercised.
+    EXPECT_GT(allowed, 50);
+    EXPECT_GT(denied, 20);
+}
+
+TEST_F(PolicyScriptTest, ConcurrencyStoresLeasesAsASortedSetOfExpiries) {
+    auto cc = items_.make(algorithm::concurrency, p_ + "cc", 5, 30);
+    cc.lease_id = "inst:0:1";
+    const std::int64_t now = 1'800'000'000LL * sec;
+    ASSERT_TRUE(eval({&cc, 1}, now).allowed);
+    EXPECT_EQ(redis({"TYPE", p_ + "cc"}), "zset");
+    EXPECT_EQ(redis({"ZSCORE", p_ + "cc", "inst:0:1"}), std::to_string(now + 30 * sec));
+    // Two lease times and a second.
+    const auto pttl = std::stoll(redis({"PTTL", p_ + "cc"}));
+    EXPECT_GT(pttl, 60'000);
+    EXPECT_LE(pttl, 61'000);
+    // An expired lease is dropped when the next one is taken.
+    cc.lease_id = "inst:0:2";
+    ASSERT_TRUE(eval({&cc, 1}, now + 31 * sec).allowed);
+    EXPECT_EQ(redis({"ZCARD", p_ + "cc"}), "1");
+}
+
 // ---- Storage: what policy_script.hpp promises the admin API.
 
 TEST_F(PolicyScriptTest, StoresTheLayoutTheProtocolDocuments) {

@@ -74,7 +74,9 @@ inline std::vector<std::string> script_args(std::span<const limit::check_item> i
         out.push_back(std::string(limit::policy_script::algorithm_code(it.source->algo)));
         out.push_back(exact(it.numbers.limit));
         out.push_back(exact(it.numbers.window_seconds));
-        out.push_back(exact(it.numbers.burst));
+        // Concurrency: the burst field carries the lease id.
+        out.push_back(it.source->algo == limit::algorithm::concurrency ? std::string(it.lease_id)
+                                                                       : exact(it.numbers.burst));
         out.push_back(std::to_string(it.cost));
         std::string flags;
         if (it.shadow)
@@ -314,6 +316,64 @@ inline void shadow_item_that_denies_does_not_block(const checker& check, const s
     EXPECT_TRUE(d.results[1].shadow);
     EXPECT_EQ(d.results[1].remaining, 0);
     EXPECT_EQ(d.tightest, 0);  // shadow policies are never reported
+}
+
+// 2 slots, a 10 s lease (the window field): two requests hold them, a third is refused with
+// retry 1 and no slot counted; the leases count up to their expiry, inclusive, then not.
+inline void concurrency_counts_live_leases_until_they_expire(const checker& check,
+                                                             const std::string& p) {
+    policy_items b;
+    auto it = b.make(limit::algorithm::concurrency, p + "cc", 2, 10);
+    const std::int64_t t = 1'800'000'000LL * sec;
+    auto with_id = [&](std::string_view id) {
+        auto copy = it;
+        copy.lease_id = id;
+        return copy;
+    };
+    const auto a = with_id("a"), bb = with_id("b"), c = with_id("c"), d = with_id("d");
+    auto first = check({&a, 1}, t);
+    ASSERT_TRUE(first.allowed);
+    EXPECT_EQ(first.results[0].remaining, 1);
+    EXPECT_DOUBLE_EQ(first.results[0].reset_seconds, 0);
+    auto second = check({&bb, 1}, t + 1);
+    ASSERT_TRUE(second.allowed);
+    EXPECT_EQ(second.results[0].remaining, 0);
+    EXPECT_DOUBLE_EQ(second.results[0].reset_seconds, 1);
+    for (int i = 0; i < 2; ++i) {
+        auto refused = check({&c, 1}, t + 2);
+        EXPECT_FALSE(refused.allowed);
+        EXPECT_EQ(refused.results[0].remaining, 0);
+        EXPECT_DOUBLE_EQ(refused.results[0].retry_after_seconds, 1);
+        EXPECT_DOUBLE_EQ(refused.results[0].reset_seconds, 1);
+    }
+    // a's lease ends at t + 10 s: still held then, gone a microsecond later.
+    EXPECT_FALSE(check({&c, 1}, t + 10 * sec).allowed);
+    auto after = check({&c, 1}, t + 10 * sec + 1);
+    ASSERT_TRUE(after.allowed);
+    EXPECT_EQ(after.results[0].remaining, 0);                // b and c
+    EXPECT_FALSE(check({&d, 1}, t + 10 * sec + 1).allowed);  // b lives until then, inclusive
+}
+
+// A concurrency slot is only taken when the whole request is allowed.
+inline void concurrency_slot_not_taken_when_another_policy_denies(const checker& check,
+                                                                  const std::string& p) {
+    policy_items b;
+    auto cc = b.make(limit::algorithm::concurrency, p + "cc", 1, 10);
+    cc.lease_id = "x";
+    const std::vector<limit::check_item> items{
+        cc, b.make(limit::algorithm::fixed_window, p + "fw", 1, 60)};
+    const std::int64_t t = 1'800'000'000LL * sec;
+    auto spend = check({&items[1], 1}, t);  // the window's one request
+    ASSERT_TRUE(spend.allowed);
+    for (int i = 0; i < 3; ++i) {
+        auto denied = check(items, t);
+        EXPECT_FALSE(denied.allowed);
+        EXPECT_TRUE(denied.results[0].allowed);
+        EXPECT_EQ(denied.results[0].remaining, 1);  // the slot is still free
+    }
+    auto alone = check({&items[0], 1}, t);
+    EXPECT_TRUE(alone.allowed);
+    EXPECT_EQ(alone.results[0].remaining, 0);
 }
 
 }  // namespace rlp_test

@@ -36,6 +36,9 @@ class fake_limiter : public limit::limiter {
         done(answer());
     }
     void release() { std::exchange(pending, nullptr)(answer()); }
+    void release(const limit::lease_refs& leases) override { released.emplace_back(leases.id); }
+    void renew(const limit::lease_refs&, std::chrono::microseconds) override {}
+    std::vector<std::string> released;
 
     limit::decision answer() const {
         limit::decision d;
@@ -156,8 +159,9 @@ class AdmissionTest : public ::testing::Test {
     limit::policy register_policy_;
     server::load_monitor load_{server::load_rule{}, 1};
     server::worker_metrics metrics_{0};
-    server::admission_context ctx_{settings_, tokens_,          limiter_, denials_, redis_,
-                                   rules_,    register_policy_, load_,    0,        metrics_};
+    limit::concurrency_leases leases_{limiter_, 0, std::chrono::seconds(60)};
+    server::admission_context ctx_{settings_,        tokens_, limiter_, denials_, redis_, rules_,
+                                   register_policy_, load_,   0,        metrics_, leases_};
     server::admission admission_{ctx_};
     std::shared_ptr<recording_handler> handler_ = std::make_shared<recording_handler>();
     boost::asio::ip::address client_ = boost::asio::ip::make_address("203.0.113.5");
@@ -430,4 +434,48 @@ TEST_F(AdmissionTest, NearLimitIsCountedFromTheConfiguredShareUsed) {
     settings_.metrics.near_limit_ratio = 0.05;
     decide(http::verb::get, "/api/echo", token);
     EXPECT_EQ(metrics_.near_limit(burst, free), 1u);
+}
+
+TEST_F(AdmissionTest, ConcurrencyLeaseIsTakenWhenAllowedAndGivenBackOnceWhenTheRequestEnds) {
+    settings_ = config::parse_json(R"({
+        "upstream": {"url": "http://127.0.0.1:1"},
+        "policies": [{"name": "slots", "algorithm": "concurrency", "limit": 2}]})",
+                                   "test.json");
+    set_rules("{}");
+    const auto token = bearer(known_token("default"));
+    EXPECT_EQ(decide(http::verb::get, "/api/echo", token).what, server::verdict::kind::forward);
+    ASSERT_EQ(limiter_.seen.size(), 1u);
+    const std::string id(limiter_.seen[0].lease_id);
+    EXPECT_FALSE(id.empty());
+    EXPECT_DOUBLE_EQ(limiter_.seen[0].numbers.window_seconds, 60);  // the lease time
+    admission_.end_request();
+    admission_.end_request();
+    ASSERT_EQ(limiter_.released.size(), 1u);
+    EXPECT_EQ(limiter_.released[0], id);
+
+    // Refused: nothing held, nothing given back, and the next request asks the store again.
+    limiter_.allow = false;
+    limiter_.retry_after = 1;
+    EXPECT_EQ(decide(http::verb::get, "/api/echo", token).status, http::status::too_many_requests);
+    EXPECT_EQ(handler_->retry_after_header, "1");
+    EXPECT_NE(std::string(limiter_.seen[0].lease_id), id);  // one id per request
+    admission_.end_request();
+    EXPECT_EQ(limiter_.released.size(), 1u);
+    const int calls = limiter_.calls;
+    decide(http::verb::get, "/api/echo", token);
+    EXPECT_EQ(limiter_.calls, calls + 1);
+}
+
+TEST_F(AdmissionTest, ConcurrencyLeaseOfAClientGoneBeforeTheAnswerIsGivenBackAtOnce) {
+    settings_ = config::parse_json(R"({
+        "upstream": {"url": "http://127.0.0.1:1"},
+        "policies": [{"name": "slots", "algorithm": "concurrency", "limit": 2}]})",
+                                   "test.json");
+    set_rules("{}");
+    limiter_.hold = true;
+    decide(http::verb::get, "/api/echo", bearer(known_token("default")));
+    handler_->gone = true;
+    limiter_.release();  // the store answers: allowed
+    EXPECT_EQ(handler_->count, 0);
+    EXPECT_EQ(limiter_.released.size(), 1u);
 }

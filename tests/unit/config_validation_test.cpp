@@ -519,3 +519,15 @@ TEST(ConfigValidation, BadPortsAreConfigErrorsWithTheirText) {
     EXPECT_EQ(error_of(env),
               "ADMIN_BIND_ADDRESS (admin.bind_address): expected host:port, got \":3001\"");
 }
+
+TEST(ConfigValidation, ConcurrencyLeaseDefaultsToAMinuteAndRefusesTinyValues) {
+    auto env = minimal_env();
+    EXPECT_EQ(config::load(std::nullopt, env).rate_limit.concurrency_lease.count(), 60000);
+    auto s = config::parse_json(R"({"rate_limit": {"concurrency_lease_ms": 1500}})", "test.json");
+    config::apply_environment(s, env);
+    config::validate(s);
+    EXPECT_EQ(s.rate_limit.concurrency_lease.count(), 1500);
+    EXPECT_NE(error_of(env, R"({"rate_limit": {"concurrency_lease_ms": 100}})")
+                  .find("rate_limit.concurrency_lease_ms"),
+              std::string::npos);
+}

@@ -106,3 +106,22 @@ TEST_F(DenyCacheTest, StaysBounded) {
         EXPECT_LE(small.size(), 4u);
     }
 }
+
+TEST_F(DenyCacheTest, ConcurrencyDenialsAreNeverRememberedASlotCanFreeAnyMoment) {
+    limit::policy slots = named("slots");
+    slots.algo = limit::algorithm::concurrency;
+    const std::vector<limit::check_item> items{item(slots, "k:slots")};
+    limit::decision d;
+    d.allowed = false;
+    limit::policy_result r;
+    r.source = &slots;
+    r.retry_after_seconds = 1;
+    r.reset_seconds = 1;
+    r.quota = 2;
+    d.results = {r};
+    d.choose_tightest();
+    cache_.remember(items, d, 1.0, t0_);
+    limit::decision out;
+    EXPECT_FALSE(cache_.lookup(items, 1.0, t0_, out));
+    EXPECT_FALSE(cache_.lookup(items, 1.0, t0_ + 100ms, out));
+}

@@ -159,6 +159,31 @@ TEST_F(MemoryStoreTest, DeniedMultiItemRequestConsumesNothingFromAnyItem) {
     rlp_test::denied_multi_item_request_consumes_nothing(check_, "k:");
 }
 
+TEST_F(MemoryStoreTest, ConcurrencyCountsLiveLeasesUntilTheyExpire) {
+    rlp_test::concurrency_counts_live_leases_until_they_expire(check_, "k:");
+}
+
+TEST_F(MemoryStoreTest, ConcurrencySlotNotTakenWhenAnotherPolicyDenies) {
+    rlp_test::concurrency_slot_not_taken_when_another_policy_denies(check_, "k:");
+}
+
+TEST_F(MemoryStoreTest, ConcurrencyLeaseReleasedOrRenewedByItsId) {
+    rlp_test::policy_items b;
+    auto it = b.make(algorithm::concurrency, "k:cc", 1, 10);
+    const std::int64_t t = 1'800'000'000LL * rlp_test::sec;
+    it.lease_id = "one";
+    ASSERT_TRUE(store_.check({&it, 1}, t).allowed);
+    store_.release("k:cc", "other");  // not its lease: nothing changes
+    EXPECT_EQ(store_.live_leases("k:cc", t), 1u);
+    store_.renew("k:cc", "one", 5 * rlp_test::sec);
+    EXPECT_EQ(store_.live_leases("k:cc", t + 15 * rlp_test::sec), 1u);
+    EXPECT_EQ(store_.live_leases("k:cc", t + 15 * rlp_test::sec + 1), 0u);
+    store_.release("k:cc", "one");
+    EXPECT_EQ(store_.live_leases("k:cc", t), 0u);
+    it.lease_id = "two";
+    EXPECT_TRUE(store_.check({&it, 1}, t).allowed);
+}
+
 TEST_F(MemoryStoreTest, ShadowItemThatDeniesDoesNotBlock) {
     rlp_test::shadow_item_that_denies_does_not_block(check_, "k:");
 }

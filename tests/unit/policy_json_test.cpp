@@ -308,3 +308,30 @@ TEST_F(PolicyJsonTest, RegistrationReadsModeAndNeverWritesTheSecret) {
         EXPECT_EQ(e.field(), "registration.mode");
     }
 }
+
+TEST_F(PolicyJsonTest, ConcurrencyNeedsOnlyALimitAndWritesNoWindow) {
+    auto p = read(R"({"algorithm": "concurrency", "limit": 4, "key": "token"})");
+    EXPECT_EQ(p.algo, limit::algorithm::concurrency);
+    EXPECT_DOUBLE_EQ(p.numbers.limit, 4);
+    EXPECT_EQ(p.cost, 1u);
+    const auto j = config::policy_to_json(p);
+    EXPECT_EQ(j.at("algorithm"), "concurrency");
+    EXPECT_FALSE(j.contains("window"));
+    EXPECT_FALSE(j.contains("burst"));
+}
+
+TEST_F(PolicyJsonTest, ConcurrencyRefusesWindowBurstAndCostOtherThanOne) {
+    EXPECT_EQ(field_of(R"({"algorithm": "concurrency", "limit": 4, "window": 60})"),
+              "policies.p.window");
+    EXPECT_NE(error_of(R"({"algorithm": "concurrency", "limit": 4, "window": 60})")
+                  .find("concurrency_lease_ms"),
+              std::string::npos);
+    EXPECT_EQ(field_of(R"({"algorithm": "concurrency", "limit": 4, "burst": 2})"),
+              "policies.p.burst");
+    EXPECT_EQ(field_of(R"({"algorithm": "concurrency", "limit": 4, "cost": 2})"),
+              "policies.p.cost");
+    EXPECT_NE(error_of(R"({"algorithm": "concurrency", "limit": 4, "cost": 2})").find("one slot"),
+              std::string::npos);
+    EXPECT_EQ(field_of(R"({"algorithm": "concurrency"})"), "policies.p.limit");
+    EXPECT_EQ(field_of(R"({"algorithm": "concurrency", "limit": 0})"), "policies.p.limit");
+}

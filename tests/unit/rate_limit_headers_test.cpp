@@ -142,3 +142,18 @@ TEST_F(RateLimitHeaders, SetsNamesExactlyTheFieldsItsLinesCarry) {
     EXPECT_FALSE(allowed.sets("Content-Type"));
     EXPECT_TRUE(limit::make_headers(decide(false, 0, 60.0, 11.4)).sets("Retry-After"));
 }
+
+TEST_F(RateLimitHeaders, ConcurrencyReportsSlotsAndFreeSlotsWithoutAWindow) {
+    limit::policy slots = named("slots");
+    slots.algo = limit::algorithm::concurrency;
+    limit::decision d;
+    d.allowed = false;
+    d.results.push_back(result(slots, false, 0, 1, 1, 3, 0));
+    d.choose_tightest();
+    auto h = limit::make_headers(d);
+    EXPECT_EQ(h.limit, "3");
+    EXPECT_EQ(h.remaining, "0");
+    EXPECT_EQ(h.retry_after, "1");
+    EXPECT_EQ(h.policy, "\"slots\";q=3");
+    EXPECT_EQ(h.rate_limit, "\"slots\";r=0;t=1");
+}

@@ -40,6 +40,9 @@ struct rate_limit_settings {
     // (the number of proxy instances sharing the Redis), unless fail_closed: then 503.
     unsigned fallback_instances = 1;  // FALLBACK_INSTANCES
     bool fail_closed = false;         // FAIL_CLOSED
+    // How long a concurrency slot outlives its holder unrenewed (a crashed instance's slots
+    // come back within it); live requests renew theirs every third of it.
+    milliseconds concurrency_lease{60000};
 };
 
 struct redis_settings {

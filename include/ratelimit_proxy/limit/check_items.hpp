@@ -21,12 +21,16 @@ struct check_subject {
     // The emergency factor times the load factor: below 1 every limit is tightened.
     double scale = 1;
     bool shadow_all = false;  // the rules' shadow mode: every policy is decided, none enforced
+    // Concurrency policies: the request's lease id and how long a lease lives unrenewed.
+    std::string_view lease_id;
+    double lease_seconds = 60;
 };
 
 // One item per policy, in order, written over `items`: the items and their key strings are
 // kept across requests, so once they have grown nothing is allocated. Each item's numbers are
 // the policy's, then the token's override for it, if any, then the scale, which tightens,
-// never loosens, and leaves at least one request per window possible.
+// never loosens, and leaves at least one request per window possible. A concurrency item's
+// window is the lease time (a window or burst override does not apply to it).
 void build_check_items(std::span<const policy* const> policies, const check_subject& s,
                        std::vector<check_item>& items);
 

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ratelimit_proxy/limit/policy.hpp"
@@ -15,6 +16,8 @@ struct check_item {
     limits numbers;                  // after per-token overrides and scaling
     std::uint32_t cost = 1;
     bool shadow = false;
+    // Concurrency items: the request's lease id (numbers.window_seconds is the lease time).
+    std::string_view lease_id;
 };
 
 // What one policy said.

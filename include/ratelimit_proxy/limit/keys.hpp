@@ -15,6 +15,7 @@ namespace ratelimit_proxy::limit {
 // "{" + prefix + "}:rl:" + policy name + ":" + bucket, e.g. "{rlp}:rl:daily:3f2a9c0d1e4b5a6f".
 // Tag: the prefix, so that every key of one multi-policy check (one EVALSHA) lands in one
 // slot. POST /register's per-IP limit is one of these, under the policy name "register".
+// A concurrency policy's bucket key holds its lease set (a sorted set, policy_script.hpp).
 std::string bucket_key(std::string_view prefix, std::string_view policy_name,
                        std::string_view bucket);
 // The key up to its bucket part, appended to `key` (the per-request form reuses its buffer).

@@ -24,6 +24,20 @@ class shared_memory_store {
         std::lock_guard lock(mutex_);
         store_.erase(key);
     }
+    void release(const lease_refs& leases) {
+        std::lock_guard lock(mutex_);
+        for (const auto& key : leases.keys)
+            store_.release(key, leases.id);
+    }
+    void renew(const lease_refs& leases, std::chrono::microseconds extend) {
+        std::lock_guard lock(mutex_);
+        for (const auto& key : leases.keys)
+            store_.renew(key, leases.id, extend.count());
+    }
+    std::size_t live_leases(std::string_view key) {
+        std::lock_guard lock(mutex_);
+        return store_.live_leases(key, now_());
+    }
 
   private:
     std::mutex mutex_;
@@ -37,6 +51,10 @@ class memory_limiter final : public limiter {
     explicit memory_limiter(shared_memory_store& store) : store_(store) {}
     void check(std::span<const check_item> items, decision_handler done) override {
         done(store_.check(items));
+    }
+    void release(const lease_refs& leases) override { store_.release(leases); }
+    void renew(const lease_refs& leases, std::chrono::microseconds extend) override {
+        store_.renew(leases, extend);
     }
 
   private:

@@ -12,7 +12,9 @@
 
 namespace ratelimit_proxy::limit {
 
-enum class algorithm { token_bucket, gcra, sliding_window, fixed_window };
+// concurrency: at most `limit` requests in flight, each holding a lease from admission to
+// its last response byte (window and burst do not apply; window carries the lease time).
+enum class algorithm { token_bucket, gcra, sliding_window, fixed_window, concurrency };
 
 // What a policy counts per: one bucket for everybody, per resolved client IP, per token, or
 // per token and route (method + path).

@@ -22,6 +22,11 @@ class redis_limiter final : public limiter {
                   unsigned fallback_instances, bool fail_closed);
 
     void check(std::span<const check_item> items, decision_handler done) override;
+    // One ZREM per key (local leases: the fallback store's), pipelined with whatever else
+    // this loop turn sends.
+    void release(const lease_refs& leases) override;
+    // ZADD XX INCR and PEXPIRE per key: a lease already released is not brought back.
+    void renew(const lease_refs& leases, std::chrono::microseconds extend) override;
 
     // Parses the script's reply for these items; false if it is not the expected shape.
     static bool parse_reply(const redis::reply& r, std::span<const check_item> items,

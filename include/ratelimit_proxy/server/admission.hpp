@@ -13,6 +13,7 @@
 #include "ratelimit_proxy/auth/token_store.hpp"
 #include "ratelimit_proxy/config/config.hpp"
 #include "ratelimit_proxy/limit/check_items.hpp"
+#include "ratelimit_proxy/limit/concurrency_leases.hpp"
 #include "ratelimit_proxy/limit/decision.hpp"
 #include "ratelimit_proxy/limit/deny_cache.hpp"
 #include "ratelimit_proxy/limit/limiter.hpp"
@@ -42,6 +43,7 @@ struct admission_context {
     const load_monitor& load;
     unsigned worker_index;  // the slot of the policy counters
     worker_metrics& metrics;
+    limit::concurrency_leases& leases;  // the worker's, for concurrency policies
 };
 
 // The parts of a request admission looks at. Views into the session's request, which stays
@@ -76,7 +78,7 @@ class verdict_handler {
 // business. One per session; one request at a time.
 class admission {
   public:
-    explicit admission(const admission_context& ctx) : ctx_(ctx) {}
+    explicit admission(const admission_context& ctx) : ctx_(ctx), leases_(ctx.leases) {}
 
     // After reset(). `request` and the handler are held (the handler kept alive) until the
     // verdict is delivered.
@@ -87,6 +89,9 @@ class admission {
     void reset();
     // Between requests: let go of the rules, so an idle connection does not keep old ones.
     void release() { rules_.reset(); }
+    // The request has ended, however (every ending calls it; only the first does anything):
+    // its concurrency slots go back.
+    void end_request() { leases_.end(); }
 
     const verdict& result() const { return verdict_; }
     const auth::identity& who() const { return identity_; }
@@ -131,6 +136,7 @@ class admission {
     std::chrono::steady_clock::time_point check_started_;
     std::optional<limit::rate_limit_headers> limit_headers_;
     verdict verdict_;
+    limit::lease_hold leases_;  // the request's concurrency slots, until end_request()
 };
 
 }  // namespace ratelimit_proxy::server
