@@ -69,7 +69,7 @@ double read_window(const json& v, const std::string& field, bool month_allowed, 
 }
 
 json window_to_json(const limit::limits& l) {
-    if (l.calendar_month)
+    if (l.period == limit::calendar::month)
         return "month";
     return l.window_seconds;
 }
@@ -117,7 +117,7 @@ void check_policy_body(const limit::policy& p, const std::string& path) {
         throw config_error(path + ".limit", "must be a positive number");
     if (!(std::isfinite(n.window_seconds) && n.window_seconds > 0))
         throw config_error(path + ".window", window_rule);
-    if (n.calendar_month && p.algo != algorithm::fixed_window)
+    if (n.period != limit::calendar::none && p.algo != algorithm::fixed_window)
         throw config_error(path + ".window",
                            "\"month\" (a UTC calendar month) is only valid with algorithm "
                            "fixed_window");
@@ -220,8 +220,10 @@ limit::policy policy_from_json(const json& j, const std::string& path) {
                [&](const json& v, const std::string& field) {
                    if (p.algo == algorithm::concurrency)
                        throw config_error(field, concurrency_window_rule);
-                   p.numbers.window_seconds = read_window(
-                       v, field, p.algo == algorithm::fixed_window, p.numbers.calendar_month);
+                   bool month = false;
+                   p.numbers.window_seconds =
+                       read_window(v, field, p.algo == algorithm::fixed_window, month);
+                   p.numbers.period = month ? limit::calendar::month : limit::calendar::none;
                })
         .field("burst",
                [&](const json& v, const std::string& field) {

@@ -1,5 +1,8 @@
 #include "ratelimit_proxy/limit/keys.hpp"
 
+#include <chrono>
+#include <cstdio>
+
 #include <algorithm>
 
 namespace ratelimit_proxy::limit {
@@ -95,6 +98,28 @@ std::string_view token_id_of_digest(std::string_view digest_hex) {
 
 bool is_token_id(std::string_view s) {
     return s.size() == token_id_length && is_lower_hex(s);
+}
+
+std::string usage_key(std::string_view prefix, std::string_view token_id, std::string_view day) {
+    std::string key = tagged(prefix, ":usage:");
+    key.append(token_id).append(":").append(day);
+    return key;
+}
+
+std::string usage_days_key(std::string_view prefix, std::string_view day) {
+    std::string key = tagged(prefix, ":usage-days:");
+    key.append(day);
+    return key;
+}
+
+std::string utc_day(std::int64_t unix_seconds) {
+    const std::chrono::sys_days day{std::chrono::floor<std::chrono::days>(
+        std::chrono::sys_seconds{std::chrono::seconds{unix_seconds}})};
+    const std::chrono::year_month_day ymd{day};
+    char text[16];
+    std::snprintf(text, sizeof text, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+    return text;
 }
 
 std::string admin_state_key(std::string_view prefix) {

@@ -234,7 +234,7 @@ outcome fixed_window(const check_item& it, const cell& s, double now) {
     const double cost = it.cost;
     const double limit = it.numbers.limit;
     double ws, we, window;
-    if (it.numbers.calendar_month) {
+    if (it.numbers.period == calendar::month) {
         std::int64_t start = 0, end = 0;
         utc_month_bounds(static_cast<std::int64_t>(std::floor(now / 1000000)), start, end);
         ws = static_cast<double>(start) * 1000000;

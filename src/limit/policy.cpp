@@ -25,6 +25,35 @@ constexpr std::array<std::pair<key_kind, std::string_view>, 4> key_names{{
     {key_kind::token_route, "token_route"},
 }};
 
+constexpr std::array<std::pair<meter, std::string_view>, 3> meter_names{{
+    {meter::requests, "requests"},
+    {meter::tokens, "tokens"},
+    {meter::usd, "usd"},
+}};
+
+constexpr std::array<std::pair<token_count, std::string_view>, 3> token_count_names{{
+    {token_count::total, "total"},
+    {token_count::input, "input"},
+    {token_count::output, "output"},
+}};
+
+template <typename E, std::size_t N>
+std::string_view name_of(const std::array<std::pair<E, std::string_view>, N>& names, E e) {
+    for (const auto& [value, name] : names)
+        if (value == e)
+            return name;
+    return "unknown";
+}
+
+template <typename E, std::size_t N>
+std::optional<E> value_of(const std::array<std::pair<E, std::string_view>, N>& names,
+                          std::string_view s) {
+    for (const auto& [value, name] : names)
+        if (name == s)
+            return value;
+    return std::nullopt;
+}
+
 // The path without query or fragment, percent-decoded except %2F: an encoded slash is data
 // inside a segment, not a separator, so "/api%2Fadmin" is one segment (as most upstreams
 // route it). Malformed escapes stay as they are.
@@ -80,32 +109,24 @@ bool policy::matches(std::string_view method, std::string_view path) const {
     return decoded.size() == prefix.size() || prefix.back() == '/' || decoded[prefix.size()] == '/';
 }
 
-std::string_view to_string(algorithm a) {
-    for (const auto& [value, name] : algorithm_names)
-        if (value == a)
-            return name;
-    return "unknown";
+std::string_view to_string(algorithm a) { return name_of(algorithm_names, a); }
+std::string_view to_string(key_kind k) { return name_of(key_names, k); }
+std::string_view to_string(meter m) { return name_of(meter_names, m); }
+std::string_view to_string(token_count c) { return name_of(token_count_names, c); }
+std::optional<algorithm> algorithm_from(std::string_view s) { return value_of(algorithm_names, s); }
+std::optional<key_kind> key_kind_from(std::string_view s) { return value_of(key_names, s); }
+std::optional<meter> meter_from(std::string_view s) { return value_of(meter_names, s); }
+std::optional<token_count> token_count_from(std::string_view s) {
+    return value_of(token_count_names, s);
 }
 
-std::string_view to_string(key_kind k) {
-    for (const auto& [value, name] : key_names)
-        if (value == k)
-            return name;
-    return "unknown";
-}
-
-std::optional<algorithm> algorithm_from(std::string_view s) {
-    for (const auto& [value, name] : algorithm_names)
-        if (name == s)
-            return value;
-    return std::nullopt;
-}
-
-std::optional<key_kind> key_kind_from(std::string_view s) {
-    for (const auto& [value, name] : key_names)
-        if (name == s)
-            return value;
-    return std::nullopt;
+bool route_match::matches_model(std::string_view request_model) const {
+    if (model.empty())
+        return true;
+    if (model.back() == '*')
+        return request_model.substr(0, model.size() - 1) ==
+               std::string_view(model).substr(0, model.size() - 1);
+    return request_model == model;
 }
 
 namespace {

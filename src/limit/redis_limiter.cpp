@@ -45,7 +45,7 @@ policy_result result_shape(const check_item& item) {
         r.window_seconds = n.capacity() / n.rate_per_second();
     } else {
         r.quota = n.limit;
-        r.window_seconds = n.calendar_month ? 30 * 86400.0 : n.window_seconds;
+        r.window_seconds = n.period == calendar::month ? 30 * 86400.0 : n.window_seconds;
     }
     return r;
 }
@@ -141,7 +141,7 @@ void redis_limiter::check(std::span<const check_item> items, decision_handler do
         f[5].clear();
         if (item.shadow)
             f[5].push_back('s');
-        if (item.numbers.calendar_month)
+        if (item.numbers.period == calendar::month)
             f[5].push_back('m');
     }
     args_.assign(arg_storage_.begin(), arg_storage_.end());

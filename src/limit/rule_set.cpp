@@ -33,7 +33,7 @@ limits limits_override::apply(limits base) const {
         base.limit = *limit;
     if (window_seconds) {
         base.window_seconds = *window_seconds;
-        base.calendar_month = false;  // an explicit length replaces the calendar month
+        base.period = limit::calendar::none;  // an explicit length replaces the calendar month
     }
     if (burst)
         base.burst = *burst;
@@ -103,6 +103,7 @@ rule_set::rule_set(rule_definitions d)
       override_(d.override_state),
       registration_(std::move(d.registration)),
       shadow_all_(d.shadow_all),
+      pricing_(std::move(d.pricing)),
       version_(d.version) {
     for (auto& p : policies_) {
         p.slot = policy_slots().slot(p.name);

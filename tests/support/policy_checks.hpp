@@ -81,7 +81,7 @@ inline std::vector<std::string> script_args(std::span<const limit::check_item> i
         std::string flags;
         if (it.shadow)
             flags += 's';
-        if (it.numbers.calendar_month)
+        if (it.numbers.period == ratelimit_proxy::limit::calendar::month)
             flags += 'm';
         out.push_back(flags);
     }

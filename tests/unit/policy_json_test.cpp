@@ -73,14 +73,14 @@ TEST_F(PolicyJsonTest, WindowNamesBecomeSeconds) {
     for (auto [unit, seconds] : units) {
         auto p = read(std::string(R"({"limit": 5, "window": ")") + unit + "\"}");
         EXPECT_DOUBLE_EQ(p.numbers.window_seconds, seconds) << unit;
-        EXPECT_FALSE(p.numbers.calendar_month) << unit;
+        EXPECT_EQ(p.numbers.period, limit::calendar::none) << unit;
     }
     EXPECT_DOUBLE_EQ(read(R"({"limit": 5, "window": 2.5})").numbers.window_seconds, 2.5);
 }
 
 TEST_F(PolicyJsonTest, MonthIsACalendarMonthForFixedWindowsOnly) {
     auto p = read(R"({"algorithm": "fixed_window", "limit": 10000, "window": "month"})");
-    EXPECT_TRUE(p.numbers.calendar_month);
+    EXPECT_EQ(p.numbers.period, limit::calendar::month);
     auto msg = error_of(R"({"algorithm": "sliding_window", "limit": 5, "window": "month"})");
     EXPECT_NE(msg.find("policies.p.window"), std::string::npos) << msg;
     EXPECT_NE(msg.find("fixed_window"), std::string::npos) << msg;
@@ -187,7 +187,7 @@ TEST_F(PolicyJsonTest, PolicyRoundTripsThroughJson) {
         auto again = config::policy_from_json(config::policy_to_json(p), "x");
         EXPECT_EQ(config::policy_to_json(again), config::policy_to_json(p)) << text;
         EXPECT_EQ(again.name, p.name);
-        EXPECT_EQ(again.numbers.calendar_month, p.numbers.calendar_month);
+        EXPECT_EQ(again.numbers.period, p.numbers.period);
         EXPECT_DOUBLE_EQ(again.numbers.window_seconds, p.numbers.window_seconds);
         EXPECT_EQ(again.fail_closed, p.fail_closed);
     }
@@ -285,10 +285,10 @@ TEST_F(PolicyJsonTest, TokenOverridesReplaceOnlyTheNumbersGiven) {
 
 TEST_F(PolicyJsonTest, OverridingTheWindowOfAMonthlyQuotaDropsTheCalendar) {
     limit::limits base;
-    base.calendar_month = true;
+    base.period = limit::calendar::month;
     limit::limits_override o;
     o.window_seconds = 3600;
-    EXPECT_FALSE(o.apply(base).calendar_month);
+    EXPECT_EQ(o.apply(base).period, limit::calendar::none);
 }
 
 TEST_F(PolicyJsonTest, RegistrationReadsModeAndNeverWritesTheSecret) {

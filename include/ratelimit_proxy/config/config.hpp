@@ -10,6 +10,7 @@
 
 #include "ratelimit_proxy/config/host_port.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
+#include "ratelimit_proxy/metering/pricing.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
 
 namespace ratelimit_proxy::config {
@@ -43,6 +44,16 @@ struct rate_limit_settings {
     // How long a concurrency slot outlives its holder unrenewed (a crashed instance's slots
     // come back within it); live requests renew theirs every third of it.
     milliseconds concurrency_lease{60000};
+};
+
+// Metered policies (meter tokens or usd; JSON "budget").
+struct budget_settings {
+    // Put into a request that names no max tokens, so that its reservation is a true bound.
+    std::int64_t default_max_output_tokens = 4096;
+    // A metered request's body is read whole before it is checked (its model and bound).
+    std::uint64_t max_body_bytes = 8 * 1024 * 1024;
+    // How long a reservation outlives an unsettled request (the proxy died mid-stream).
+    milliseconds hold_time{900000};
 };
 
 struct redis_settings {
@@ -104,6 +115,7 @@ struct load_aware_settings {
 struct settings {
     upstream_settings upstream;
     rate_limit_settings rate_limit;
+    budget_settings budget;
     redis_settings redis;
     server_settings server;
     auth_settings auth;
@@ -127,6 +139,8 @@ struct settings {
     limit::access_list block;                  // JSON "block"
     bool shadow_mode = false;                  // SHADOW_MODE: decide and log, never enforce
     limit::registration_control registration;  // REGISTRATION_MODE, REGISTRATION_SECRET
+    // JSON "pricing": USD per million tokens per model, for meter usd policies.
+    metering::price_table pricing;
 
     double effective_burst() const {
         return rate_limit.burst > 0 ? rate_limit.burst : rate_limit.requests_per_minute;

@@ -14,10 +14,16 @@ struct check_item {
     const policy* source = nullptr;  // name, algorithm; outlives the check
     std::string key;                 // the full store key (bucket_key())
     limits numbers;                  // after per-token overrides and scaling
-    std::uint32_t cost = 1;
+    // Requests: the policy's cost. Metered: the reservation, an upper bound of the request's
+    // cost in the meter's unit (tokens, nano-USD), held until settled (limiter::settle).
+    double cost = 1;
+    bool metered = false;
     bool shadow = false;
     // Concurrency items: the request's lease id (numbers.window_seconds is the lease time).
     std::string_view lease_id;
+    // Metered items: the request's hold id and how long its hold lives unsettled.
+    std::string_view hold_id;
+    double hold_seconds = 0;
 };
 
 // What one policy said.
@@ -30,6 +36,9 @@ struct policy_result {
     double retry_after_seconds = 0;  // until `cost` would be allowed (when not allowed)
     double quota = 0;                // for RateLimit-Policy: q
     double window_seconds = 0;       // for RateLimit-Policy: w
+    // Metered only: refused because in-flight holds fill it, not because it is spent
+    // (retryable: Retry-After 1).
+    bool held_out = false;
 };
 
 // The result of checking one request against every policy that applies to it.

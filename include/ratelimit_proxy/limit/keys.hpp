@@ -6,6 +6,7 @@
 // Lua scripts depend on these spellings: change them only together with a migration.
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -39,6 +40,16 @@ std::string token_scan_pattern(std::string_view prefix);
 std::string token_scan_pattern(std::string_view prefix, std::string_view id_hex);
 // The token id of a token key, or "" when `key` is not one.
 std::string token_id_of_key(std::string_view key, std::string_view prefix);
+
+// ---- Usage per token: one hash per token and UTC day, "{" + prefix + "}:usage:" + token id
+// + ":" + YYYY-MM-DD, fields "<model>|<what>" (what: requests, input, cached_input,
+// cache_write, output, nano_usd, estimated) added to by the settle script; and per day the set
+// of token ids with usage, "{" + prefix + "}:usage-days:" + YYYY-MM-DD. Tag: the prefix, so
+// that the settle script writes them in the same call as the budgets it settles.
+std::string usage_key(std::string_view prefix, std::string_view token_id, std::string_view day);
+std::string usage_days_key(std::string_view prefix, std::string_view day);
+// The UTC date of a Unix time, YYYY-MM-DD.
+std::string utc_day(std::int64_t unix_seconds);
 
 // ---- The admin overlay: a JSON document and its version counter (INCR on every change).
 // "{" + prefix + "}:admin:state" and "{" + prefix + "}:admin:version". Tag: the prefix, for

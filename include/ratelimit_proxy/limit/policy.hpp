@@ -16,6 +16,17 @@ namespace ratelimit_proxy::limit {
 // its last response byte (window and burst do not apply; window carries the lease time).
 enum class algorithm { token_bucket, gcra, sliding_window, fixed_window, concurrency };
 
+// What a policy counts: requests (each costs `cost`), LLM tokens read from the upstream's
+// usage, or money (nano-USD, from the usage and the model's price). Metered policies
+// (tokens, usd) reserve an upper bound of the request's cost before it is sent and settle
+// to the real usage after (lua/settle.lua).
+enum class meter { requests, tokens, usd };
+// Which tokens a tokens meter counts.
+enum class token_count { total, input, output };
+// Fixed windows that follow the UTC calendar instead of window_seconds: a week from Monday
+// 00:00, a month, or one window for ever (a lifetime total).
+enum class calendar { none, week, month, lifetime };
+
 // What a policy counts per: one bucket for everybody, per resolved client IP, per token, or
 // per token and route (method + path).
 enum class key_kind { global, client_ip, token, token_route };
@@ -26,8 +37,8 @@ struct limits {
     double limit = 60;
     double window_seconds = 60;
     double burst = 0;
-    // Fixed window only: windows are UTC calendar months instead of window_seconds long.
-    bool calendar_month = false;
+    // Fixed window only: calendar windows instead of window_seconds long.
+    calendar period = calendar::none;
 
     double capacity() const { return burst > 0 ? burst : limit; }
     double rate_per_second() const { return limit / window_seconds; }
@@ -39,6 +50,11 @@ struct limits {
 struct route_match {
     std::string method;       // upper case, e.g. "POST"
     std::string path_prefix;  // e.g. "/api/chat/completions"
+    // The request body's "model": exact, or a prefix ending in '*' ("gpt-4o*"). Empty: any.
+    // A policy with a model is checked only once the body has been read.
+    std::string model;
+
+    bool matches_model(std::string_view request_model) const;
 };
 
 // Decisions counted per policy, for the admin API's stats (shadow denials included). Each
@@ -76,17 +92,26 @@ struct policy {
     limits numbers;
     key_kind key = key_kind::token;
     route_match match;
-    std::uint32_t cost = 1;
+    std::uint32_t cost = 1;                     // meter requests only
+    meter what = meter::requests;
+    token_count counts = token_count::total;  // meter tokens only
     bool shadow = false;                        // decided, logged and counted, never enforced
     std::optional<bool> fail_closed;            // unset: the process-wide FAIL_CLOSED
     std::shared_ptr<policy_counters> counters;  // set when a rule set is built
     std::uint16_t slot = 0;                     // policy_slots() (name_slots.hpp), idem
 
     bool matches(std::string_view method, std::string_view path) const;
+    bool metered() const { return what != meter::requests; }
+    // Needs the request body (its model, its bound) before it can be checked.
+    bool needs_body() const { return metered() || !match.model.empty(); }
 };
 
 std::string_view to_string(algorithm a);
 std::string_view to_string(key_kind k);
+std::string_view to_string(meter m);
+std::string_view to_string(token_count c);
+std::optional<meter> meter_from(std::string_view s);
+std::optional<token_count> token_count_from(std::string_view s);
 std::optional<algorithm> algorithm_from(std::string_view s);
 std::optional<key_kind> key_kind_from(std::string_view s);
 

@@ -13,6 +13,7 @@
 
 #include "ratelimit_proxy/common/cidr.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
+#include "ratelimit_proxy/metering/pricing.hpp"
 
 namespace ratelimit_proxy::limit {
 
@@ -73,7 +74,8 @@ struct rule_definitions {
     emergency_override override_state;
     registration_control registration;
     bool shadow_all = false;
-    std::uint64_t version = 0;  // of the admin overlay (0: the config file alone)
+    metering::price_table pricing;  // the config file's, with the overlay's changes
+    std::uint64_t version = 0;      // of the admin overlay (0: the config file alone)
 };
 
 // Everything that decides which limits apply. Immutable; a change builds a new one and every
@@ -112,6 +114,7 @@ class rule_set {
     const emergency_override& override_state() const { return override_; }
     const registration_control& registration() const { return registration_; }
     bool shadow_all() const { return shadow_all_; }
+    const metering::price_table& pricing() const { return pricing_; }
     // The admin overlay version this was built from (0: the config file alone).
     std::uint64_t version() const { return version_; }
 
@@ -131,6 +134,7 @@ class rule_set {
     emergency_override override_;
     registration_control registration_;
     bool shadow_all_ = false;
+    metering::price_table pricing_;
     std::uint64_t version_ = 0;
 };
 
