@@ -38,6 +38,18 @@ class fake_limiter : public limit::limiter {
     void release() { std::exchange(pending, nullptr)(answer()); }
     void release(const limit::lease_refs& leases) override { released.emplace_back(leases.id); }
     void renew(const limit::lease_refs&, std::chrono::microseconds) override {}
+    void settle(std::span<const limit::check_item> items, std::span<const double> actual,
+                std::string_view hold_id, const limit::usage_record*) override {
+        settled_items += items.size();
+        settled_actual.assign(actual.begin(), actual.end());
+        settled_hold = hold_id;
+    }
+    void inspect(std::span<const limit::check_item>, limit::budget_handler done) override {
+        done(false, {});
+    }
+    std::size_t settled_items = 0;
+    std::vector<double> settled_actual;
+    std::string settled_hold;
     std::vector<std::string> released;
 
     limit::decision answer() const {

@@ -22,6 +22,11 @@ class recording_store : public limit::limiter {
     void renew(const limit::lease_refs& l, std::chrono::microseconds by) override {
         renewed.push_back(describe(l) + " +" + std::to_string(by.count()));
     }
+    void settle(std::span<const limit::check_item>, std::span<const double>, std::string_view,
+                const limit::usage_record*) override {}
+    void inspect(std::span<const limit::check_item>, limit::budget_handler done) override {
+        done(false, {});
+    }
     static std::string describe(const limit::lease_refs& l) {
         std::string s(l.id);
         for (const auto& k : l.keys)

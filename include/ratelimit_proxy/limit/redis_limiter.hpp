@@ -27,6 +27,10 @@ class redis_limiter final : public limiter {
     void release(const lease_refs& leases) override;
     // ZADD XX INCR and PEXPIRE per key: a lease already released is not brought back.
     void renew(const lease_refs& leases, std::chrono::microseconds extend) override;
+    // PLACEHOLDER until lua/settle.lua lands (helper B replaces both).
+    void settle(std::span<const check_item>, std::span<const double>, std::string_view,
+                const usage_record*) override {}
+    void inspect(std::span<const check_item>, budget_handler done) override { done(false, {}); }
 
     // Parses the script's reply for these items; false if it is not the expected shape.
     static bool parse_reply(const redis::reply& r, std::span<const check_item> items,
