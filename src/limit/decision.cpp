@@ -2,22 +2,37 @@
 
 namespace ratelimit_proxy::limit {
 
-void decision::choose_tightest() {
-    tightest = -1;
-    for (std::size_t i = 0; i < results.size(); ++i) {
-        const auto& r = results[i];
-        if (r.shadow)
+namespace {
+
+bool is_metered(const policy_result& r) {
+    return r.source && r.source->metered();
+}
+
+// A share of the quota left, so that budgets in different units compare.
+double left_share(const policy_result& r) {
+    return r.quota > 0 ? static_cast<double>(r.remaining) / r.quota : 0;
+}
+
+// The enforced result the client must heed among those `wanted` takes: when denied, the
+// denial that lasts longest; else the one with the least left.
+template <typename Wanted>
+int tightest_of(const decision& d, Wanted wanted) {
+    int tightest = -1;
+    for (std::size_t i = 0; i < d.results.size(); ++i) {
+        const auto& r = d.results[i];
+        if (r.shadow || !wanted(r))
             continue;
         if (tightest < 0) {
             tightest = static_cast<int>(i);
             continue;
         }
-        const auto& best = results[static_cast<std::size_t>(tightest)];
+        const auto& best = d.results[static_cast<std::size_t>(tightest)];
         bool better;
-        if (!allowed) {
-            // The denial that lasts longest is the one the client must wait for.
+        if (!d.allowed) {
             better =
                 !r.allowed && (best.allowed || r.retry_after_seconds > best.retry_after_seconds);
+        } else if (is_metered(r) || is_metered(best)) {
+            better = left_share(r) < left_share(best);
         } else {
             better = r.remaining < best.remaining ||
                      (r.remaining == best.remaining && r.reset_seconds > best.reset_seconds);
@@ -25,6 +40,15 @@ void decision::choose_tightest() {
         if (better)
             tightest = static_cast<int>(i);
     }
+    return tightest;
+}
+
+}  // namespace
+
+void decision::choose_tightest() {
+    tightest = tightest_of(*this, [](const policy_result&) { return true; });
+    tightest_request = tightest_of(*this, [](const policy_result& r) { return !is_metered(r); });
+    tightest_budget = tightest_of(*this, [](const policy_result& r) { return is_metered(r); });
 }
 
 }  // namespace ratelimit_proxy::limit

@@ -1,18 +1,22 @@
 #include "ratelimit_proxy/server/admission.hpp"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "ratelimit_proxy/auth/token.hpp"
 #include "ratelimit_proxy/limit/check_items.hpp"
+#include "ratelimit_proxy/limit/keys.hpp"
 #include "ratelimit_proxy/limit/name_slots.hpp"
+#include "ratelimit_proxy/metering/request_info.hpp"
 
 namespace ratelimit_proxy::server {
 
 namespace {
 
-enum class endpoint { api, health, ready, register_token };
+enum class endpoint { api, health, ready, register_token, budget };
 
 bool get_or_head(http::verb v) {
     return v == http::verb::get || v == http::verb::head;
@@ -43,7 +47,24 @@ constexpr route routes[] = {
     {endpoint::health, "/health", get_or_head, "GET, HEAD", "use GET /health"},
     {endpoint::ready, "/ready", get_or_head, "GET, HEAD", "use GET /ready"},
     {endpoint::register_token, "/register", post_only, "POST", "use POST /register"},
+    {endpoint::budget, "/budget", get_or_head, "GET, HEAD", "use GET /budget"},
 };
+
+bool needs_body(const limit::policy* p) {
+    return p->needs_body();
+}
+bool is_metered(const limit::policy* p) {
+    return p->metered();
+}
+bool counts_money(const limit::policy* p) {
+    return p->what == limit::meter::usd;
+}
+
+std::int64_t unix_seconds_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
 
 // On a segment boundary: "/api" holds "/api/x", not "/apix".
 bool under_prefix(std::string_view path, std::string_view prefix) {
@@ -57,6 +78,83 @@ const route* find_route(std::string_view path, std::string_view api_prefix) {
             return &r;
     }
     return nullptr;
+}
+
+nlohmann::json amount_json(const limit::policy& p, double amount) {
+    return nlohmann::json::parse(limit::budget_amount_text(p, amount));
+}
+
+// GET /budget's answer: the token's budgets and today's usage by model.
+std::string budget_report(const std::vector<limit::budget_state>& states,
+                          const std::vector<limit::check_item>& items, const auth::identity& who,
+                          const std::string& day, const redis::reply* usage) {
+    nlohmann::json budgets = nlohmann::json::array();
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        const auto& p = *items[i].source;
+        const auto& st = states[i];
+        const double limit = items[i].numbers.limit;
+        nlohmann::json b = {
+            {"policy", p.name},
+            {"unit", p.what == limit::meter::usd ? "usd" : "tokens"},
+            {"scope", p.key == limit::key_kind::global      ? "global"
+                      : p.key == limit::key_kind::client_ip ? "ip"
+                                                            : "token"},
+            {"limit", amount_json(p, limit)},
+            {"spent", amount_json(p, st.used)},
+            {"held", amount_json(p, st.held)},
+            {"remaining", amount_json(p, std::max(0.0, limit - st.used - st.held))},
+        };
+        if (p.what == limit::meter::tokens)
+            b["count"] = limit::to_string(p.counts);
+        if (!p.match.model.empty())
+            b["model"] = p.match.model;
+        switch (p.numbers.period) {
+            case limit::calendar::lifetime:
+                b["window"] = "lifetime";
+                break;
+            case limit::calendar::week:
+                b["window"] = "week";
+                break;
+            case limit::calendar::month:
+                b["window"] = "month";
+                break;
+            case limit::calendar::none:
+                b["window_seconds"] = items[i].numbers.window_seconds;
+                break;
+        }
+        if (p.numbers.period != limit::calendar::lifetime)
+            b["reset_seconds"] = std::ceil(st.reset_seconds);
+        budgets.push_back(std::move(b));
+    }
+    nlohmann::json models = nlohmann::json::object();
+    if (usage) {
+        // Fields "<model>|<what>": the model may itself hold '|', the part after the last not.
+        for (std::size_t i = 0; i + 1 < usage->elements.size(); i += 2) {
+            const std::string& field = usage->elements[i].str;
+            const auto bar = field.rfind('|');
+            if (bar == std::string::npos)
+                continue;
+            const auto model = field.substr(0, bar);
+            const auto what = field.substr(bar + 1);
+            long long value = 0;
+            try {
+                value = std::stoll(usage->elements[i + 1].str);
+            } catch (const std::exception&) {
+                continue;
+            }
+            auto& m = models[model];
+            if (what == "nano_usd")
+                m["usd"] = static_cast<double>(value) / 1e9;
+            else
+                m[what] = value;
+        }
+    }
+    nlohmann::json out = {{"token_id", who.id},
+                          {"budgets", std::move(budgets)},
+                          {"usage_today", {{"date", day}, {"models", std::move(models)}}}};
+    if (!usage)
+        out["usage_today"]["unavailable"] = true;
+    return out.dump();
 }
 
 }  // namespace
@@ -82,6 +180,10 @@ void admission::reset() {
     verdict_.label = "-";
     verdict_.limit_headers = nullptr;
     verdict_.clear_decision();
+    body_ = nullptr;
+    reservations_.clear();
+    metered_.reset();
+    budget_request_ = false;
 }
 
 void admission::decide(const request_facts& request, handler_ptr h) {
@@ -127,6 +229,9 @@ void admission::decide(const request_facts& request, handler_ptr h) {
             return handle_ready(h);
         case endpoint::register_token:
             return handle_register(h);
+        case endpoint::budget:
+            budget_request_ = true;
+            return handle_api(h);
     }
 }
 
@@ -222,7 +327,7 @@ void admission::handle_api(handler_ptr& h) {
         return deliver(h);
     }
     if (ctx_.tokens.cached(*token, identity_))
-        return check_limit(h);
+        return budget_request_ ? answer_budget(h) : check_limit(h);
     ctx_.tokens.lookup(*token, [this, h = std::move(h)](auth::lookup_result result) mutable {
         on_lookup(result, h);
     });
@@ -234,7 +339,7 @@ void admission::on_lookup(const auth::lookup_result& result, handler_ptr& h) {
     switch (result.status) {
         case auth::lookup_status::found:
             identity_ = result.who;
-            return check_limit(h);
+            return budget_request_ ? answer_budget(h) : check_limit(h);
         case auth::lookup_status::unknown:
             ctx_.metrics.count_auth_failure(auth_failure::unknown);
             verdict_.label = "unauthenticated";
@@ -275,16 +380,37 @@ void admission::check_limit(handler_ptr& h) {
         return deliver(h);
     }
     rules.select(identity_.tier, request_->method_text, request_->path, selected_);
+    if (std::ranges::any_of(selected_, needs_body)) {
+        // Its model and its cost bound are in the body: the session reads it, then
+        // body_ready() comes back here.
+        if (!body_) {
+            verdict_.what = verdict::kind::read_body;
+            return deliver(h);
+        }
+        if (!prepare_metering(h))
+            return;
+    }
     scale_ = emergency.factor * ctx_.load.factor();
     auto s = subject();
     s.token_id = identity_.id;
     s.overrides = identity_.overrides.get();
     s.scale = scale_;
-    if (std::ranges::any_of(selected_, [](const limit::policy* p) {
-            return p->algo == limit::algorithm::concurrency;
-        })) {
-        s.lease_id = leases_.new_id();
-        s.lease_seconds = std::chrono::duration<double>(ctx_.leases.lease_time()).count();
+    const bool concurrency = std::ranges::any_of(selected_, [](const limit::policy* p) {
+        return p->algo == limit::algorithm::concurrency;
+    });
+    if (concurrency || metered_.active()) {
+        // One id per request: its lease and its hold are in different keys.
+        hold_id_.assign(leases_.new_id());
+        if (concurrency) {
+            s.lease_id = hold_id_;
+            s.lease_seconds = std::chrono::duration<double>(ctx_.leases.lease_time()).count();
+        }
+        if (metered_.active()) {
+            s.metered_costs = reservations_;
+            s.hold_id = hold_id_;
+            s.hold_seconds =
+                std::chrono::duration<double>(ctx_.settings.budget.hold_time).count();
+        }
     }
     limit::build_check_items(selected_, s, items_);
     if (items_.empty()) {
@@ -292,10 +418,155 @@ void admission::check_limit(handler_ptr& h) {
         return deliver(h);
     }
     check_started_ = std::chrono::steady_clock::now();
-    if (limit::decision known; ctx_.denials.lookup(items_, scale_, check_started_, known))
+    // A remembered denial is for one cost; a metered request's cost is its own.
+    if (limit::decision known;
+        !metered_.active() && ctx_.denials.lookup(items_, scale_, check_started_, known))
         return on_decision(std::move(known), true, h);
     ctx_.limiter.check(items_, [this, h = std::move(h)](limit::decision&& d) mutable {
         on_decision(std::move(d), false, h);
+    });
+}
+
+void admission::body_ready(std::string& body, handler_ptr h) {
+    body_ = &body;
+    check_limit(h);
+}
+
+bool admission::prepare_metering(handler_ptr& h) {
+    const auto dialect = metering::dialect_of(request_->path);
+    if (dialect == metering::dialect::none) {
+        // No LLM API this proxy knows: no model to match, no usage to read.
+        std::erase_if(selected_, needs_body);
+        return true;
+    }
+    std::string error;
+    auto info = metering::read_request(dialect, *body_, error);
+    if (!info) {
+        verdict_.label = "invalid-body";
+        verdict_.local(http::status::bad_request, "invalid_request_body", error);
+        deliver(h);
+        return false;
+    }
+    std::erase_if(selected_, [&](const limit::policy* p) {
+        return !p->match.matches_model(info->model);
+    });
+    if (!std::ranges::any_of(selected_, is_metered))
+        return true;
+    const auto default_max = ctx_.settings.budget.default_max_output_tokens;
+    metered_.begin(dialect, std::move(*info), default_max);
+    if (std::ranges::any_of(selected_, counts_money)) {
+        // A zero price would let the request through uncounted: refuse it instead.
+        const auto& model = metered_.info().model;
+        const metering::price* price = model.empty() ? nullptr : rules_->pricing().find(model);
+        if (!price) {
+            verdict_.label = "unpriced-model";
+            if (model.empty()) {
+                verdict_.local(http::status::bad_request, "model_required",
+                               "a money budget applies to this request, and its body names no "
+                               "\"model\"");
+            } else {
+                verdict_.local(http::status::bad_request, "model_not_priced",
+                               "a money budget applies to this request, and no price is "
+                               "configured for model \"");
+                verdict_.message.append(model).append(
+                    "\" (the operator sets prices in \"pricing\" or PUT /admin/prices)");
+            }
+            metered_.reset();
+            deliver(h);
+            return false;
+        }
+        metered_.set_price(price);
+    }
+    metering::prepare_request(metered_.info(), *body_, default_max);
+    reservations_.resize(selected_.size());
+    for (std::size_t i = 0; i < selected_.size(); ++i)
+        reservations_[i] = selected_[i]->metered() ? metered_.reservation(*selected_[i]) : 0;
+    return true;
+}
+
+void admission::end_request() {
+    leases_.end();
+    settle_metered();
+}
+
+void admission::settle_metered() {
+    if (!metered_.take_settlement())
+        return;
+    const auto used = metered_.charged_usage(body_ ? body_->size() : 0);
+    held_items_.clear();
+    settle_amounts_.clear();
+    for (const auto& item : items_) {
+        if (!item.metered)
+            continue;
+        held_items_.push_back(item);
+        settle_amounts_.push_back(metered_.amount(*item.source, used));
+    }
+    const auto ending = metered_.ending();
+    auto& m = ctx_.metrics;
+    m.count_metered_ending(static_cast<std::size_t>(ending));
+    for (std::size_t i = 0; i < held_items_.size(); ++i)
+        m.count_budget_charge(held_items_[i].source->slot, settle_amounts_[i]);
+    limit::usage_record record;
+    const auto day = limit::utc_day(unix_seconds_now());
+    const auto& prefix = ctx_.settings.redis.key_prefix;
+    usage_key_ = limit::usage_key(prefix, identity_.id, day);
+    usage_days_key_ = limit::usage_days_key(prefix, day);
+    record.key = usage_key_;
+    record.days_key = usage_days_key_;
+    record.token_id = identity_.id;
+    record.model = metered_.info().model.empty() ? std::string_view("-") : metered_.info().model;
+    record.input = used.input;
+    record.cached_input = used.cached_input;
+    record.cache_write = used.cache_write;
+    record.output = used.output;
+    record.nano_usd = metered_.nano_usd(used);
+    record.estimated = ending == metered_ending::estimated;
+    m.count_llm_usage(used.input, used.cached_input, used.cache_write, used.output,
+                      record.nano_usd);
+    ctx_.limiter.settle(held_items_, settle_amounts_, hold_id_, &record);
+}
+
+void admission::answer_budget(handler_ptr& h) {
+    // Every budget of the token's tier that one key per token (or client, or everybody)
+    // holds; a budget per route has a key per route and is not one number to show.
+    selected_.clear();
+    if (const auto* t = rules_->tier_for(identity_.tier)) {
+        for (const auto& name : t->policies) {
+            const auto* p = rules_->find_policy(name);
+            if (p && p->metered() && p->key != limit::key_kind::token_route)
+                selected_.push_back(p);
+        }
+    }
+    auto s = subject();
+    s.token_id = identity_.id;
+    s.overrides = identity_.overrides.get();
+    reservations_.assign(selected_.size(), 0);
+    s.metered_costs = reservations_;
+    limit::build_check_items(selected_, s, items_);
+    ctx_.limiter.inspect(items_, [this, h = std::move(h)](
+                                     bool ok, std::vector<limit::budget_state>&& states) mutable {
+        if (h->closed())
+            return;
+        if (!ok || states.size() != items_.size()) {
+            verdict_.label = "unavailable";
+            verdict_.local(http::status::service_unavailable, "unavailable",
+                           "the budgets cannot be read now (Redis is unreachable); retry shortly");
+            verdict_.retry_after = "1";
+            return deliver(h);
+        }
+        budget_states_ = std::move(states);
+        const auto day = limit::utc_day(unix_seconds_now());
+        usage_key_ = limit::usage_key(ctx_.settings.redis.key_prefix, identity_.id, day);
+        const std::string_view args[] = {"HGETALL", usage_key_};
+        ctx_.redis.command(args, [this, h = std::move(h), day](redis::outcome o,
+                                                               redis::reply&& r) mutable {
+            if (h->closed())
+                return;
+            const bool usage_known = o == redis::outcome::ok && r.type == redis::reply_type::array;
+            verdict_.local_json(http::status::ok, budget_report(budget_states_, items_, identity_,
+                                                                day, usage_known ? &r : nullptr));
+            deliver(h);
+        });
     });
 }
 
@@ -373,8 +644,11 @@ void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr&
     // Held first: a client gone meanwhile gives its slots straight back.
     if (!known_denial)
         leases_.take(items_, d);
+    // A refused request holds nothing: nothing to settle.
+    if (!d.allowed || d.store_unavailable)
+        metered_.reset();
     if (h->closed())
-        return leases_.end();
+        return end_request();
     count_decision(d, known_denial);
     record_decision(d);
     if (known_denial)
@@ -389,17 +663,50 @@ void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr&
     }
     set_limit_headers(d);
     if (!d.allowed) {
+        const auto& denying = d.results[static_cast<std::size_t>(std::max(d.tightest, 0))];
         if (known_denial) {
             verdict_.label = "denied-cached";
-        } else {
+        } else if (!std::ranges::any_of(items_, [](const auto& i) { return i.metered; })) {
             // Measured from when the check was sent, so it never outlasts the store's answer.
             ctx_.denials.remember(items_, d, scale_, check_started_);
             verdict_.label = d.decided_locally ? "denied-local" : "denied";
+        } else {
+            verdict_.label = d.decided_locally ? "denied-local" : "denied";
         }
+        if (d.tightest >= 0 && denying.source->metered())
+            return deny_budget(denying, items_[static_cast<std::size_t>(d.tightest)], h);
         verdict_.too_many_requests("rate limit exceeded");
         return deliver(h);
     }
     verdict_.forward(d.decided_locally ? "allowed-local" : "allowed");
+    deliver(h);
+}
+
+void admission::deny_budget(const limit::policy_result& r, const limit::check_item& item,
+                            handler_ptr& h) {
+    const auto& p = *r.source;
+    const char* unit = p.what == limit::meter::usd ? " USD" : " tokens";
+    if (item.cost > r.quota) {
+        // Never fits, whatever is spent: asking again would not help; a smaller request would.
+        verdict_.label = "budget-too-small";
+        verdict_.local(http::status::bad_request, "request_exceeds_budget", "this request may cost up to ");
+        verdict_.message.append(limit::budget_amount_text(p, item.cost))
+            .append(unit)
+            .append(" (its input bound plus its max tokens), more than budget \"")
+            .append(p.name)
+            .append("\" allows per window (")
+            .append(limit::budget_amount_text(p, r.quota))
+            .append(unit)
+            .append("); send a smaller max_tokens");
+        return deliver(h);
+    }
+    if (r.held_out) {
+        verdict_.label = "budget-held";
+        verdict_.too_many_requests("budget \"" + p.name + "\" is held by requests in flight");
+        return deliver(h);
+    }
+    verdict_.label = "budget-spent";
+    verdict_.budget_spent("budget \"" + p.name + "\" is spent");
     deliver(h);
 }
 

@@ -52,6 +52,12 @@ void verdict::too_many_requests(std::string_view what_is_exceeded) {
     message.append("; retry after ").append(retry).append(" seconds");
 }
 
+void verdict::budget_spent(std::string_view what_is_spent) {
+    local(http::status::too_many_requests, "insufficient_quota", what_is_spent);
+    if (limit_headers && !limit_headers->budget_reset.empty())
+        message.append("; it resets in ").append(limit_headers->budget_reset).append(" seconds");
+}
+
 void verdict::clear_decision() {
     deciding = {};
     route = {};
@@ -94,14 +100,27 @@ void error_body(const verdict& v, const reply_context& context, std::string& out
     const bool limited = v.status == http::status::too_many_requests;
     const auto* policy = limited && context.expose_limits ? v.deciding.source : nullptr;
     const bool concurrency = policy && policy->algo == limit::algorithm::concurrency;
+    const bool metered = policy && policy->metered();
+    const bool lifetime = metered && policy->numbers.period == limit::calendar::lifetime;
     out.append("{\"error\":{\"message\":\"");
     append_json_escaped(out, v.message);
     if (policy) {
         out.append(" (policy \\\"");
         append_json_escaped(out, policy->name);
         out.append("\\\" allows ");
-        append_number(out, v.deciding.quota);
-        if (concurrency) {
+        if (metered) {
+            out.append(limit::budget_amount_text(*policy, v.deciding.quota));
+            out.append(policy->what == limit::meter::usd ? " USD" : " tokens");
+        } else {
+            append_number(out, v.deciding.quota);
+        }
+        if (lifetime) {
+            out.append(" in all per ");
+        } else if (metered) {
+            out.append(" per ");
+            append_number(out, v.deciding.window_seconds);
+            out.append(" seconds per ");
+        } else if (concurrency) {
             out.append(" requests in flight per ");
         } else {
             out.append(" per ");
@@ -122,14 +141,25 @@ void error_body(const verdict& v, const reply_context& context, std::string& out
         out.append(",\"scope\":");
         append_string(out, scope_name(policy->key));
         out.append(",\"limit\":");
-        append_number(out, v.deciding.quota);
+        if (metered) {
+            out.append(limit::budget_amount_text(*policy, v.deciding.quota));
+        } else {
+            append_number(out, v.deciding.quota);
+        }
         // Slots held, not a window: no window_seconds.
-        if (!concurrency) {
+        if (!concurrency && !lifetime) {
             out.append(",\"window_seconds\":");
             append_number(out, v.deciding.window_seconds);
         }
         out.append(",\"remaining\":");
-        append_number(out, static_cast<double>(v.deciding.remaining));
+        if (metered) {
+            out.append(
+                limit::budget_amount_text(*policy, static_cast<double>(v.deciding.remaining)));
+            out.append(",\"unit\":");
+            append_string(out, policy->what == limit::meter::usd ? "usd" : "tokens");
+        } else {
+            append_number(out, static_cast<double>(v.deciding.remaining));
+        }
     }
     // Retry-After's own digits: the body and the header never disagree.
     if (limited && v.limit_headers && !v.limit_headers->retry_after.empty())

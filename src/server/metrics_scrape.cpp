@@ -287,6 +287,54 @@ void clients(exposition& out, const workers_t& workers, unsigned top_n) {
 
 }  // namespace
 
+namespace {
+
+// Budgets: metered requests by how they were charged, what the LLM usage came to, and what
+// each metered policy was charged.
+void budget_metrics(exposition& out, const workers_t& workers, const limit::rule_set& rules) {
+    constexpr std::string_view endings[worker_metrics::metered_endings] = {
+        "usage", "upstream_error", "estimated"};
+    constexpr std::string_view kinds[worker_metrics::token_kinds] = {"input", "cached_input",
+                                                                     "cache_write", "output"};
+    std::array<std::uint64_t, worker_metrics::metered_endings> ended{};
+    std::array<std::uint64_t, worker_metrics::token_kinds> tokens{};
+    std::uint64_t nano_usd = 0;
+    for (const auto& w : workers) {
+        const auto& m = w->metrics();
+        for (std::size_t e = 0; e < ended.size(); ++e)
+            ended[e] += m.metered_ending_count(e);
+        for (std::size_t k = 0; k < tokens.size(); ++k)
+            tokens[k] += m.llm_tokens(k);
+        nano_usd += m.llm_nano_usd();
+    }
+    for (std::size_t e = 0; e < ended.size(); ++e)
+        out.counter(name_of("metered_requests_total"),
+                    "Requests under a token or money budget, by how they were charged: usage "
+                    "(the response's), upstream_error (nothing), estimated (no usage: cut, "
+                    "client gone; an estimate within the reservation)",
+                    {{"charged", endings[e]}}, static_cast<double>(ended[e]));
+    for (std::size_t k = 0; k < tokens.size(); ++k)
+        out.counter(name_of("llm_tokens_total"), "LLM tokens charged to metered requests",
+                    {{"kind", kinds[k]}}, static_cast<double>(tokens[k]));
+    out.counter(name_of("llm_cost_usd_total"),
+                "Money charged to metered requests at the configured prices, USD", {},
+                static_cast<double>(nano_usd) / 1e9);
+    for (const auto& p : rules.policies()) {
+        if (!p.metered())
+            continue;
+        std::uint64_t charged = 0;
+        for (const auto& w : workers)
+            charged += w->metrics().budget_charged(p.slot);
+        const bool usd = p.what == limit::meter::usd;
+        out.counter(name_of("budget_charged_total"),
+                    "What each budget was charged, in its unit (tokens, or USD)",
+                    {{"policy", p.name}, {"unit", usd ? "usd" : "tokens"}},
+                    usd ? static_cast<double>(charged) / 1e9 : static_cast<double>(charged));
+    }
+}
+
+}  // namespace
+
 std::string scrape_metrics(const workers_t& workers, const limit::rule_set& rules,
                            const process_metrics& process) {
     exposition out;
@@ -296,6 +344,8 @@ std::string scrape_metrics(const workers_t& workers, const limit::rule_set& rule
     responses(out, workers);
     redis_metrics(out, workers);
     upstream_metrics(out, workers);
+
+    budget_metrics(out, workers, rules);
 
     std::uint64_t registered = 0;
     std::array<std::uint64_t, auth_failure_kinds> auth{};

@@ -12,6 +12,7 @@
 
 #include "ratelimit_proxy/common/cidr.hpp"
 #include "ratelimit_proxy/common/http_text.hpp"
+#include "ratelimit_proxy/metering/request_info.hpp"
 #include "ratelimit_proxy/proxy/forwarded.hpp"
 #include "ratelimit_proxy/proxy/header_rewrite.hpp"
 #include "ratelimit_proxy/proxy/upstream_target.hpp"
@@ -234,6 +235,7 @@ void session::request_state::reset() {
     from_upstream = false;
     bytes_in = 0;
     bytes_out = 0;
+    body_read = false;
 }
 
 void session::settle_correlation(const http::request_header<>* req) {
@@ -328,7 +330,82 @@ void session::on_verdict(const verdict& v) {
         return;
     if (v.what == verdict::kind::forward)
         return forward();
+    if (v.what == verdict::kind::read_body)
+        return read_whole_body();
     write_local(v);
+}
+
+// ---- a body read whole before the verdict (metered requests) -------------------------------
+
+void session::read_whole_body() {
+    request_body_.clear();
+    request_.body_read = true;
+    auto& req = parser_->get();
+    if (!request_.has_body)
+        return admission_.body_ready(request_body_, shared_from_this());
+    // The client waits for a 100 before it sends the body; the upstream gets no Expect then.
+    const bool expect_continue = beast::iequals(req[http::field::expect], "100-continue");
+    req.erase(http::field::expect);
+    if (expect_continue && request_.version >= 11) {
+        auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
+        stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+        http::async_write(stream_, *cont,
+                          [self = shared_from_this(), cont](beast::error_code ec, std::size_t) {
+                              if (ec) {
+                                  self->fail(ec, "write 100-continue");
+                                  return self->close();
+                              }
+                              self->do_read_whole_body();
+                          });
+        return;
+    }
+    do_read_whole_body();
+}
+
+void session::do_read_whole_body() {
+    if (!body_buffer_)
+        body_buffer_ = owner_.take_buffer();
+    request_.body_started = true;
+    auto& body = parser_->get().body();
+    body.data = body_buffer_.get();
+    body.size = worker::body_buffer_size;
+    stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
+    http::async_read_some(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_read_whole_body(ec);
+                          });
+}
+
+void session::on_read_whole_body(beast::error_code ec) {
+    if (ec == http::error::need_buffer)
+        ec = {};
+    if (ec) {
+        fail(ec, "read request body");
+        request_.keep_alive = false;
+        if (ec == http::error::body_limit)
+            return send_local(http::status::payload_too_large, "payload_too_large",
+                              "request body exceeds the configured maximum");
+        if (ec != beast::error::timeout && ec != asio::error::eof &&
+            ec != http::error::partial_message && ec != asio::error::connection_reset)
+            return send_local(http::status::bad_request, "bad_request", "malformed request body");
+        return close();
+    }
+    const auto size = worker::body_buffer_size - parser_->get().body().size;
+    request_body_.append(body_buffer_.get(), size);
+    request_.bytes_in += size;
+    const auto limit = owner_.context().settings.budget.max_body_bytes;
+    if (request_body_.size() > limit) {
+        request_.keep_alive = false;
+        own_reply_.local(http::status::payload_too_large, "payload_too_large",
+                         "the body of a request under a token or money budget is read whole "
+                         "before it is sent, and may be at most ");
+        own_reply_.message.append(std::to_string(limit)).append(" bytes (budget.max_body_bytes)");
+        own_reply_.limit_headers = nullptr;
+        return write_local(own_reply_);
+    }
+    if (!parser_->is_done())
+        return do_read_whole_body();
+    admission_.body_ready(request_body_, shared_from_this());
 }
 
 void session::forward() {
@@ -347,8 +424,17 @@ void session::forward() {
     proxy::rewrite_request(req, owner_.context().rewrite, client_address_,
                            {.drop_request_id = true, .keep_trace = request_.has_trace});
     req.version(11);
-    if (chunked)
+    if (request_.body_read) {
+        // Read whole (and maybe rewritten for metering): sent in one piece with its length.
+        request_.has_body = !request_body_.empty();
+        if (request_.has_body || chunked || req.has_content_length())
+            req.content_length(request_body_.size());
+        // The usage is read from the response: it must come uncompressed.
+        if (admission_.metering().active())
+            req.set(http::field::accept_encoding, "identity");
+    } else if (chunked) {
         req.chunked(true);
+    }
     start_upstream(false);
 }
 
@@ -427,6 +513,14 @@ void session::on_write_request_header(beast::error_code ec) {
     if (!request_.has_body) {
         request_.sent = true;
         return do_read_response_header();
+    }
+    if (request_.body_read) {
+        upstream_->expires_after(owner_.context().settings.upstream.idle_timeout);
+        return upstream_->write(
+            exchange_->to_upstream.prepare(request_body_.data(), request_body_.size(), true),
+            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                self->on_write_request_body(ec);
+            });
     }
     if (request_.expect_continue && request_.version >= 11) {
         request_.expect_continue = false;
@@ -577,7 +671,18 @@ void session::on_read_response_header(beast::error_code ec) {
     const unsigned version = request_.version;
     res.version(version);
     const bool body_expected = !exchange_->response_parser->is_done() || has_length;
-    if (has_length) {
+    auto& metering = admission_.metering();
+    bool body_rewritten = false;
+    if (metering.active()) {
+        const bool event_stream =
+            beast::iequals(res[http::field::content_type].substr(0, 17), "text/event-stream");
+        metering.response_started(res.result_int(), event_stream);
+        // Dropping the usage chunk the client did not ask for changes the body's length.
+        body_rewritten = metering.reader() && metering::hides_usage_chunk(metering.info());
+        if (body_rewritten && has_length)
+            res.erase(http::field::content_length);
+    }
+    if (has_length && !body_rewritten) {
         // Content-Length stays as the upstream sent it.
     } else if (body_expected || upstream_chunked) {
         if (version >= 11) {
@@ -635,12 +740,24 @@ void session::on_read_response_body(beast::error_code ec) {
         }
         return close();
     }
-    const auto size = worker::body_buffer_size - exchange_->response_parser->get().body().size;
+    auto size = worker::body_buffer_size - exchange_->response_parser->get().body().size;
     const bool done = exchange_->response_parser->is_done();
+    const char* data = body_buffer_.get();
+    if (auto* reader = admission_.metering().reader()) {
+        // The usage is read on the way through; what the client gets may leave out the
+        // usage chunk it did not ask for.
+        admission_.metering().count_response_bytes(size);
+        filtered_.clear();
+        reader->feed({data, size}, filtered_);
+        if (done)
+            reader->finish(filtered_);
+        data = filtered_.data();
+        size = filtered_.size();
+    }
     if (size == 0 && !done && exchange_->to_client.header_sent())
         return do_read_response_body();
     // With nothing of the body yet after all, the held-back header goes out alone.
-    do_write_response(size ? body_buffer_.get() : nullptr, size, done);
+    do_write_response(size ? data : nullptr, size, done);
 }
 
 void session::do_write_response(const void* data, std::size_t size, bool last) {

@@ -76,6 +76,7 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
         bool retried = false;
         bool upstream_reused = false;
         bool sent = false;                 // header and whole body are out to the upstream
+        bool body_read = false;            // read whole before the verdict (request_body_)
         bool upstream_keep_alive = false;  // the upstream's response allows reuse
         std::chrono::steady_clock::time_point upstream_started;
         std::chrono::steady_clock::duration upstream_time{};
@@ -116,6 +117,10 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
     // Sets the request id and trace-id from the header (null: none could be read).
     void settle_correlation(const http::request_header<>* req);
     void forward();
+    // A read_body verdict: the whole body into request_body_, then admission::body_ready().
+    void read_whole_body();
+    void do_read_whole_body();
+    void on_read_whole_body(beast::error_code ec);
 
     void start_upstream(bool fresh_connection);
     void on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_connection> conn,
@@ -165,6 +170,10 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
     // Header lines the proxy adds (limit headers, X-Request-Id), one message at a time;
     // capacity kept.
     std::string extra_lines_;
+    // A metered request's body, read whole (and maybe rewritten) before it is sent; and the
+    // response bytes as the client gets them when the usage reader drops some.
+    std::string request_body_;
+    std::string filtered_;
 
     std::unique_ptr<proxy::upstream_connection> upstream_;
     // Only while an upstream exchange runs: kept off the session so an idle connection is

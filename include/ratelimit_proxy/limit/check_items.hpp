@@ -24,6 +24,11 @@ struct check_subject {
     // Concurrency policies: the request's lease id and how long a lease lives unrenewed.
     std::string_view lease_id;
     double lease_seconds = 60;
+    // Metered policies: one reservation per policy (in order; used for metered ones), the
+    // request's hold id and how long the hold lives unsettled.
+    std::span<const double> metered_costs;
+    std::string_view hold_id;
+    double hold_seconds = 0;
 };
 
 // One item per policy, in order, written over `items`: the items and their key strings are

@@ -52,6 +52,10 @@ struct decision {
     // The policy the headers report: when denied the enforced denial with the longest
     // retry-after, else the enforced policy with the least remaining. -1: none enforced.
     int tightest = -1;
+    // The same choice among the request policies (what the RateLimit fields describe) and
+    // among the metered ones (the budget fields). -1: none.
+    int tightest_request = -1;
+    int tightest_budget = -1;
 
     void choose_tightest();
 };

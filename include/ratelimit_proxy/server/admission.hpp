@@ -23,6 +23,7 @@
 #include "ratelimit_proxy/server/load_monitor.hpp"
 #include "ratelimit_proxy/server/local_reply.hpp"
 #include "ratelimit_proxy/server/proxy_metrics.hpp"
+#include "ratelimit_proxy/server/metered_request.hpp"
 
 namespace ratelimit_proxy::server {
 
@@ -89,9 +90,17 @@ class admission {
     void reset();
     // Between requests: let go of the rules, so an idle connection does not keep old ones.
     void release() { rules_.reset(); }
+    // After a read_body verdict: the request's whole body, which admission may rewrite for
+    // metering (include_usage, a max tokens field); the handler then gets the final verdict.
+    void body_ready(std::string& body, std::shared_ptr<verdict_handler> handler);
+
     // The request has ended, however (every ending calls it; only the first does anything):
-    // its concurrency slots go back.
-    void end_request() { leases_.end(); }
+    // its concurrency slots go back, and a metered request is settled: charged what its
+    // response says it used (or an estimate within its hold), its hold released.
+    void end_request();
+
+    // The metering of the request (active() when a metered policy allowed it).
+    metered_request& metering() { return metered_; }
 
     const verdict& result() const { return verdict_; }
     const auth::identity& who() const { return identity_; }
@@ -109,6 +118,14 @@ class admission {
     void handle_api(handler_ptr& h);
     void on_lookup(const auth::lookup_result& result, handler_ptr& h);
     void check_limit(handler_ptr& h);
+    // With the body read: the policies that apply to its model, its reservation per metered
+    // policy, the body's rewrite. False when the request was answered (a 400) instead.
+    bool prepare_metering(handler_ptr& h);
+    void settle_metered();
+    // The answer of a request a budget refused.
+    void deny_budget(const limit::policy_result& r, const limit::check_item& item, handler_ptr& h);
+    // GET /budget: the token's budgets and today's usage (after authentication).
+    void answer_budget(handler_ptr& h);
     // known_denial: answered by the over-limit cache, not by the store.
     void on_decision(limit::decision&& d, bool known_denial, handler_ptr& h);
     void count_decision(const limit::decision& d, bool known_denial);
@@ -137,6 +154,18 @@ class admission {
     std::optional<limit::rate_limit_headers> limit_headers_;
     verdict verdict_;
     limit::lease_hold leases_;  // the request's concurrency slots, until end_request()
+    // Metered requests: the body (the session's, after read_body), one reservation per
+    // selected policy, and the metering state until the request is settled.
+    std::string* body_ = nullptr;
+    std::vector<double> reservations_;
+    std::string hold_id_;
+    metered_request metered_;
+    // The request's metered items, kept for settlement (items_ is reused by GET /budget).
+    std::vector<limit::check_item> held_items_;
+    std::vector<double> settle_amounts_;
+    std::string usage_key_, usage_days_key_;
+    bool budget_request_ = false;  // GET /budget: authenticated, then answered, not relayed
+    std::vector<limit::budget_state> budget_states_;
 };
 
 }  // namespace ratelimit_proxy::server

@@ -18,7 +18,9 @@ namespace http = boost::beast::http;
 // How one request is answered: relayed to the upstream, or answered by the proxy itself
 // (401, 403, 404, 405, 429, 503, and the session's own 400, 413, 431, 502, 504).
 struct verdict {
-    enum class kind { forward, local };
+    // read_body: the request's policies need its body (model, token bound) before they can
+    // be checked; the session reads it whole and calls admission::body_ready().
+    enum class kind { forward, local, read_body };
     kind what = kind::forward;
     const char* label = "-";  // decision= in the access log
     // The limit headers either answer carries; null: none.
@@ -46,6 +48,8 @@ struct verdict {
     void local_json(http::status s, std::string_view body);
     // The 429: `what` is exceeded; the limit headers' Retry-After is quoted (set them first).
     void too_many_requests(std::string_view what);
+    // The 429 of a spent budget: code insufficient_quota (final for SDKs and agents).
+    void budget_spent(std::string_view what);
     // Forget what the last request's check said (deciding, route, check_time).
     void clear_decision();
 };

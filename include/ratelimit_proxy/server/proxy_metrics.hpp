@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -138,6 +139,30 @@ class worker_metrics {
     }
     void count_auth_failure(auth_failure a) { auth_failures_[static_cast<std::size_t>(a)].add(); }
 
+    // Metered requests (budgets): how each was charged (metered_ending's order: usage seen,
+    // upstream error, estimated), the tokens and money charged, and per policy what it was
+    // charged in its unit (tokens, nano-USD).
+    static constexpr std::size_t metered_endings = 3;
+    static constexpr std::size_t token_kinds = 4;  // input, cached_input, cache_write, output
+    void count_metered_ending(std::size_t ending) { metered_endings_[ending].add(); }
+    void count_llm_usage(std::int64_t input, std::int64_t cached_input, std::int64_t cache_write,
+                         std::int64_t output, std::int64_t nano_usd) {
+        const std::int64_t parts[token_kinds] = {input, cached_input, cache_write, output};
+        for (std::size_t i = 0; i < token_kinds; ++i)
+            llm_tokens_[i].add(static_cast<std::uint64_t>(std::max<std::int64_t>(parts[i], 0)));
+        llm_nano_usd_.add(static_cast<std::uint64_t>(std::max<std::int64_t>(nano_usd, 0)));
+    }
+    void count_budget_charge(std::uint16_t policy, double amount) {
+        if (amount > 0)
+            budget_charged_[policy].add(static_cast<std::uint64_t>(amount));
+    }
+    std::uint64_t metered_ending_count(std::size_t e) const { return metered_endings_[e].value(); }
+    std::uint64_t llm_tokens(std::size_t kind) const { return llm_tokens_[kind].value(); }
+    std::uint64_t llm_nano_usd() const { return llm_nano_usd_.value(); }
+    std::uint64_t budget_charged(std::size_t policy) const {
+        return budget_charged_[policy].value();
+    }
+
     metrics::histogram_cell upstream_header_seconds{metrics::duration_bounds};
     metrics::histogram_cell overhead_seconds{metrics::fast_duration_bounds};
     metrics::counter_cell upstream_timeouts;
@@ -177,6 +202,10 @@ class worker_metrics {
         metrics::histogram_cell{metrics::duration_bounds},
         metrics::histogram_cell{metrics::duration_bounds}};
     std::array<metrics::counter_cell, auth_failure_kinds> auth_failures_;
+    std::array<metrics::counter_cell, metered_endings> metered_endings_;
+    std::array<metrics::counter_cell, token_kinds> llm_tokens_;
+    metrics::counter_cell llm_nano_usd_;
+    std::array<metrics::counter_cell, policies> budget_charged_;
 };
 
 }  // namespace ratelimit_proxy::server
