@@ -13,6 +13,7 @@
 
 #include "http_client.hpp"
 #include "mock_llm_upstream.hpp"
+#include "sdk_runner.hpp"
 
 namespace http = boost::beast::http;
 using json = nlohmann::json;
@@ -584,6 +585,46 @@ TEST_F(MockLlmUpstreamTest, PeerClosingMidStreamIsRecorded) {
     auto rec = mock_.last_request();
     EXPECT_EQ(rec->end, mock_response_end::peer_gone);
     EXPECT_LT(rec->response_body_bytes, 1073741824u);
+}
+
+// The SDK script of tests/sdk pointed at the mock itself: what the official OpenAI SDK does
+// with the two 429 answers (the proxy's own are checked in budget_sdk_test).
+TEST_F(MockLlmUpstreamTest, OpenAiSdkTakesQuotaRefusalAsFinal) {
+    if (!rlp_test::sdk_available())
+        GTEST_SKIP() << "node or tests/sdk/node_modules/openai missing (npm ci in tests/sdk)";
+    mock_.set_default_headers({{"x-mock-status", "429q"}});
+    auto r = rlp_test::run_sdk_script("insufficient_quota.mjs", "quota", mock_.url("/v1"),
+                                      "rlp_sdk_token");
+    EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+    EXPECT_EQ(r.json["ok"], 0);
+    EXPECT_EQ(r.json["error_status"], 429);
+    EXPECT_EQ(r.json["error_code"], "insufficient_quota");
+    EXPECT_EQ(r.json["attempts_for_failure"], 1);
+    EXPECT_EQ(mock_.request_count(), 1u);
+    auto rec = mock_.last_request();
+    ASSERT_TRUE(rec);
+    EXPECT_EQ(rec->path, "/v1/chat/completions");
+    EXPECT_EQ(rec->header("authorization"), "Bearer rlp_sdk_token");
+    EXPECT_EQ(rec->model, "gpt-4o-mini");
+    EXPECT_EQ(rec->max_tokens, 50);
+}
+
+TEST_F(MockLlmUpstreamTest, OpenAiSdkRetriesRateLimitRefusal) {
+    if (!rlp_test::sdk_available())
+        GTEST_SKIP() << "node or tests/sdk/node_modules/openai missing (npm ci in tests/sdk)";
+    mock_.set_default_headers({{"x-mock-status", "429"}});
+    auto r = rlp_test::run_sdk_script("insufficient_quota.mjs", "rate", mock_.url("/v1"),
+                                      "rlp_sdk_token");
+    EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+    EXPECT_EQ(r.json["error_code"], "rate_limit_exceeded");
+    EXPECT_EQ(r.json["attempts_for_failure"], 3);  // maxRetries 2
+    EXPECT_EQ(mock_.request_count(), 3u);
+
+    // The quota check refuses to pass on a retryable refusal: the SDK retried it.
+    auto q = rlp_test::run_sdk_script("insufficient_quota.mjs", "quota", mock_.url("/v1"),
+                                      "rlp_sdk_token");
+    EXPECT_EQ(q.exit_code, 1) << q.stdout_text << q.stderr_text;
+    EXPECT_EQ(q.json["attempts_for_failure"], 3);
 }
 
 }  // namespace
