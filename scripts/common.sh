@@ -8,6 +8,7 @@
 #   fuzzing      rlp_fuzz_run, rlp_fuzz_report
 #   redis        rlp_parse_redis_url, rlp_redis_ping, rlp_ensure_redis
 #   processes    rlp_free_port, rlp_wait_http
+#   sdk checks   rlp_sdk_install (npm ci in tests/sdk)
 
 if [[ -n "${RLP_COMMON_SOURCED:-}" ]]; then
     return 0
@@ -25,8 +26,9 @@ RLP_BUILD_PACKAGES=(build-essential cmake pkg-config ccache libboost1.81-dev lib
 # Running it: a local Redis (redis-tools, with redis-cli, comes with redis-server), curl for checks.
 RLP_RUNTIME_PACKAGES=(redis-server curl openssl ca-certificates)
 # Tests: the integration tests start httpbin with Debian's /usr/bin/gunicorn; promtool (package
-# prometheus) lints the metrics and the alert rules, docker-compose checks the compose file.
-RLP_TEST_PACKAGES=(python3-httpbin gunicorn prometheus docker-compose)
+# prometheus) lints the metrics and the alert rules, docker-compose checks the compose file;
+# nodejs runs the OpenAI SDK checks of tests/sdk (npm: see rlp_sdk_install).
+RLP_TEST_PACKAGES=(python3-httpbin gunicorn prometheus docker-compose nodejs)
 # Sanitizer and fuzz stages of scripts/test.sh: clang with its sanitizer runtimes and libFuzzer
 # (libclang_rt.*, in libclang-rt-14-dev), llvm-symbolizer (package llvm) for file:line in reports.
 RLP_SANITIZER_PACKAGES=(clang libclang-rt-14-dev llvm)
@@ -369,4 +371,31 @@ rlp_wait_http() {
         sleep 0.2
     done
     return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# SDK checks (tests/sdk): the pinned OpenAI Node SDK the integration tests run against the proxy
+# ---------------------------------------------------------------------------------------------
+
+# Installs tests/sdk/node_modules with `npm ci` (from package-lock.json, the npm registry) when it
+# is missing. Returns 1 (with a warning) if that fails: the tests that need it then skip.
+rlp_sdk_install() {
+    local dir="$RLP_ROOT/tests/sdk" log
+    command -v node >/dev/null 2>&1 || rlp_install_packages nodejs
+    # NodeSource's nodejs package carries npm; Debian's npm is a package of its own (installing it
+    # next to NodeSource's nodejs would conflict, hence only when the command is missing).
+    command -v npm >/dev/null 2>&1 || rlp_install_packages npm
+    if [[ -f "$dir/node_modules/openai/package.json" ]]; then
+        rlp_info "sdk: tests/sdk/node_modules present"
+        return 0
+    fi
+    log="$(mktemp "${TMPDIR:-/tmp}/rlp-npm.XXXXXX.log")"
+    rlp_info "sdk: npm ci in tests/sdk"
+    if ! (cd "$dir" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        rlp_warn "npm ci in tests/sdk failed (full log: $log): the SDK tests will be skipped"
+        return 1
+    fi
+    rm -f "$log"
+    rlp_info "sdk: installed openai $(sed -n 's/^ *"version": "\([^"]*\)".*/\1/p' "$dir/node_modules/openai/package.json" | head -n 1)"
 }

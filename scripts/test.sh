@@ -196,6 +196,7 @@ if [[ "${RLP_SKIP_ASAN:-}" != 1 || "${RLP_SKIP_TSAN:-}" != 1 || "${RLP_SKIP_FUZZ
     packages+=("${RLP_SANITIZER_PACKAGES[@]}")
 fi
 rlp_install_packages "${packages[@]}"
+rlp_sdk_install || true # on failure it warned; the SDK tests skip
 DEPS_SECONDS=$((SECONDS - deps_start))
 
 if [[ "${RLP_SKIP_NORMAL:-}" != 1 ]]; then
