@@ -155,7 +155,7 @@ rlp_build_daemon() {
 # Fuzzing (scripts/test.sh, scripts/fuzz.sh): libFuzzer targets of tests/fuzz in build-fuzz/
 # ---------------------------------------------------------------------------------------------
 RLP_FUZZ_BUILD_DIR="$RLP_ROOT/build-fuzz"
-RLP_FUZZERS=(fuzz_request_path fuzz_config fuzz_redis_url)
+RLP_FUZZERS=(fuzz_request_path fuzz_config fuzz_redis_url fuzz_usage_reader)
 RLP_FUZZ_CMAKE_ARGS=(-DCMAKE_BUILD_TYPE=Debug -DRLP_BUILD_TESTS=OFF -DRLP_FUZZ=ON
                      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
 

@@ -171,18 +171,19 @@ fuzz_stage() {
         return 1
     fi
     local t_request="${RLP_FUZZ_SECONDS:-60}" t_other="${RLP_FUZZ_SECONDS:-30}" start=$SECONDS
-    rlp_section "[fuzz] Run (fuzz_request_path ${t_request}s, beside fuzz_config and fuzz_redis_url ${t_other}s each)"
-    # Two cores: the request path fuzzer on one, the two small ones one after the other on the other.
+    rlp_section "[fuzz] Run (fuzz_request_path ${t_request}s, beside fuzz_config, fuzz_redis_url and fuzz_usage_reader ${t_other}s each)"
+    # Two cores: the request path fuzzer on one, the small ones one after the other on the other.
     rlp_fuzz_run fuzz_request_path "$t_request" &
     local bg=$!
     rlp_fuzz_run fuzz_config "$t_other"
     rlp_fuzz_run fuzz_redis_url "$t_other"
+    rlp_fuzz_run fuzz_usage_reader "$t_other"
     wait "$bg"
-    for name in fuzz_request_path fuzz_config fuzz_redis_url; do
+    for name in fuzz_request_path fuzz_config fuzz_redis_url fuzz_usage_reader; do
         if rlp_fuzz_report "$name"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
     done
     stage_result fuzz "$passed" "$failed" \
-        "build $(fmt_time "$BUILD_SECONDS"), fuzz $(fmt_time $((SECONDS - start))), total $(fmt_time $((SECONDS - stage_start))): $passed of 3 fuzzers without findings"
+        "build $(fmt_time "$BUILD_SECONDS"), fuzz $(fmt_time $((SECONDS - start))), total $(fmt_time $((SECONDS - stage_start))): $passed of 4 fuzzers without findings"
 }
 
 # ---------------------------------------------------------------------------------------------
