@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "mock_llm_upstream.hpp"
+#include "payload.hpp"
 #include "proxy_fixture.hpp"
 #include "sdk_runner.hpp"
 #include "test_helpers.hpp"

@@ -26,5 +26,6 @@ proxy_options proxy_fixture<Upstream>::proxy_options_for(proxy_setup setup) cons
 
 template class proxy_fixture<beast_upstream>;
 template class proxy_fixture<httpbin_server>;
+template class proxy_fixture<mock_llm_upstream>;
 
 }  // namespace rlp_test

@@ -11,6 +11,7 @@
 
 #include "beast_upstream.hpp"
 #include "httpbin_server.hpp"
+#include "mock_llm_upstream.hpp"
 #include "proxy_process.hpp"
 #include "redis_server.hpp"
 
@@ -55,5 +56,6 @@ class proxy_fixture : public ::testing::Test {
 
 extern template class proxy_fixture<beast_upstream>;
 extern template class proxy_fixture<httpbin_server>;
+extern template class proxy_fixture<mock_llm_upstream>;
 
 }  // namespace rlp_test
