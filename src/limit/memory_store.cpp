@@ -336,8 +336,7 @@ outcome fixed_window(const check_item& it, const cell& s, double now) {
     // Denied: the window's end, even when cost > limit (it never fits; see the Lua script).
     o.retry = o.allowed ? 0 : reset;
     o.b = r0(c_after);
-    o.ttl_ms = wb.has_end ? static_cast<std::int64_t>(std::ceil((wb.end - now) / 1000) + 1000)
-                          : -1;
+    o.ttl_ms = wb.has_end ? static_cast<std::int64_t>(std::ceil((wb.end - now) / 1000) + 1000) : -1;
     return o;
 }
 
@@ -666,8 +665,7 @@ std::optional<std::vector<budget_state>> memory_store::credit(std::span<const ch
     return out;
 }
 
-void memory_store::add_usage(const usage_record& r, std::int64_t retention_s,
-                             std::int64_t now_us) {
+void memory_store::add_usage(const usage_record& r, std::int64_t retention_s, std::int64_t now_us) {
     const std::int64_t expires = now_us + retention_s * 1'000'000;
     auto& u = usage_[std::string(r.key)];
     if (now_us > u.expires_us)

@@ -333,14 +333,13 @@ void redis_limiter::settle(std::span<const check_item> items, std::span<const do
     std::vector<std::string> storage;
     std::vector<std::string_view> keys, args;
     settle_args("settle", metered, used, hold_id, record, usage_retention_, storage, keys, args);
-    settle_script_.run(conn_, keys, args,
-                       [hold = std::string(hold_id)](redis::outcome result, redis::reply&& r) {
-                           if (result != redis::outcome::ok)
-                               spdlog::warn("budget settle got no answer from Redis (hold {})",
-                                            hold);
-                           else if (r.type == redis::reply_type::error)
-                               spdlog::warn("budget settle failed (hold {}): {}", hold, r.str);
-                       });
+    settle_script_.run(
+        conn_, keys, args, [hold = std::string(hold_id)](redis::outcome result, redis::reply&& r) {
+            if (result != redis::outcome::ok)
+                spdlog::warn("budget settle got no answer from Redis (hold {})", hold);
+            else if (r.type == redis::reply_type::error)
+                spdlog::warn("budget settle failed (hold {}): {}", hold, r.str);
+        });
 }
 
 void redis_limiter::inspect(std::span<const check_item> items, budget_handler done) {
@@ -366,8 +365,8 @@ void redis_limiter::inspect(std::span<const check_item> items, budget_handler do
     settle_args("peek", budgets, {}, {}, nullptr, usage_retention_, storage, keys, args);
     settle_script_.run(
         conn_, keys, args,
-        [n = items.size(), index = std::move(index), done = std::move(done)](
-            redis::outcome result, redis::reply&& r) {
+        [n = items.size(), index = std::move(index), done = std::move(done)](redis::outcome result,
+                                                                             redis::reply&& r) {
             std::vector<budget_state> states;
             if (result != redis::outcome::ok || !parse_budget_reply(r, index.size(), states)) {
                 if (result == redis::outcome::ok)

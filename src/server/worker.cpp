@@ -28,10 +28,9 @@ std::unique_ptr<limit::limiter> make_limiter(const proxy_context& ctx, redis::co
                                              redis::circuit_breaker& breaker) {
     if (ctx.settings.store == "memory")
         return std::make_unique<limit::memory_limiter>(*ctx.memory);
-    return std::make_unique<limit::redis_limiter>(redis, ctx.policies, ctx.settle, breaker,
-                                                  *ctx.fallback,
-                                                  ctx.settings.rate_limit.fallback_instances,
-                                                  ctx.settings.rate_limit.fail_closed);
+    return std::make_unique<limit::redis_limiter>(
+        redis, ctx.policies, ctx.settle, breaker, *ctx.fallback,
+        ctx.settings.rate_limit.fallback_instances, ctx.settings.rate_limit.fail_closed);
 }
 }  // namespace
 
