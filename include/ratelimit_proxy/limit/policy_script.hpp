@@ -28,8 +28,8 @@
 //                "h" metered (never on cc): fw holds the cost under the request's hold id
 //                    instead of counting it; tb, gcra and sw consume it as any cost (settle
 //                    gives back the difference)
-// ARGV[3 + 6n] the request's hold id      } present when some item has "h"
-// ARGV[4 + 6n] the hold's life in seconds }
+// ARGV[3 + 6n] the request's hold id      } present when some item has "h" (one hold id
+// ARGV[4 + 6n] the hold's life in seconds }  and time per request: its metered items')
 //
 // Returns { allowed_all, then per item: allowed (0/1/2), remaining (int),
 //           reset_seconds (string), retry_after_seconds (string) }, 1 + 4n elements.
@@ -47,7 +47,7 @@
 // KEYS[n + 1]  the usage key (usage_key()) and KEYS[n + 2] the usage-days key
 // ARGV[1]      mode: "settle" | "peek" | "credit"
 // ARGV[2]      "" (Redis's TIME) or the time in Unix microseconds
-// ARGV[3]      n, the number of items
+// ARGV[3]      n, the number of items (0 in mode settle: the usage record only)
 // ARGV[4]      the hold id (settle; "" for peek and credit)
 // then 7 fields per item i (ARGV[5 + 7*(i-1)] ...): algorithm ("tb" | "gcra" | "sw" | "fw";
 //   never "cc"), limit, window, burst, reserved (what the check consumed or held: its cost),
