@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "policy_checks.hpp"
+#include "ratelimit_proxy/limit/memory_limiter.hpp"
 
 namespace {
 
@@ -245,6 +246,88 @@ TEST(UnixMicros, IsTheSystemClockInMicroseconds) {
     const auto now = limit::unix_micros();
     EXPECT_GT(now, 1'700'000'000LL * sec);
     EXPECT_LT(now, 4'000'000'000LL * sec);
+}
+
+// ---- Metered budgets (the twin of settle.lua; policy_script_test compares the two).
+
+TEST_F(MemoryStoreTest, MeteredWindowHoldsTheReservationUntilSettled) {
+    auto fw = items_.make(algorithm::fixed_window, "fw", 100, 3600);
+    fw.metered = true;
+    fw.hold_seconds = 60;
+    const std::int64_t t = 1'800'000'000LL * sec;
+    fw.hold_id = "a";
+    fw.cost = 70;
+    ASSERT_TRUE(store_.check({&fw, 1}, t).allowed);
+    fw.hold_id = "b";
+    fw.cost = 40;
+    const auto held = store_.check({&fw, 1}, t);
+    EXPECT_TRUE(held.results[0].held_out);
+    EXPECT_DOUBLE_EQ(held.results[0].retry_after_seconds, 1);
+    fw.cost = 70;
+    const std::vector<double> used{20};
+    const auto s = store_.settle({&fw, 1}, used, "a", t);
+    EXPECT_EQ(s[0].used, 20);
+    EXPECT_EQ(s[0].held, 0);
+    fw.cost = 40;
+    EXPECT_TRUE(store_.check({&fw, 1}, t).allowed);
+    EXPECT_EQ(store_.peek({&fw, 1}, t)[0].held, 40);
+    // The hold lives its hold_seconds, then counts for nothing.
+    EXPECT_EQ(store_.peek({&fw, 1}, t + 61 * sec)[0].held, 0);
+}
+
+TEST_F(MemoryStoreTest, CreditRefusesAnythingButFixedWindows) {
+    const auto fw = items_.make(algorithm::fixed_window, "fw", 10, 60);
+    const auto tb = items_.make(algorithm::token_bucket, "tb", 10, 60);
+    const std::int64_t t = 1'800'000'000LL * sec;
+    const std::vector<limit::check_item> mixed{fw, tb};
+    const std::vector<double> amounts{3, 3};
+    EXPECT_FALSE(store_.credit(mixed, amounts, t));
+    EXPECT_EQ(store_.peek({&fw, 1}, t)[0].used, 0);
+    const auto credited = store_.credit({&fw, 1}, amounts, t);
+    ASSERT_TRUE(credited);
+    EXPECT_EQ((*credited)[0].used, -3);
+}
+
+TEST(MemoryLimiter, SettlesOnlyMeteredItemsAndKeepsUsageInMemory) {
+    rlp_test::policy_items items;
+    std::int64_t now = 1'800'000'000LL * sec;
+    limit::shared_memory_store shared([&] { return now; });
+    limit::memory_limiter limiter(shared);
+    auto budget = items.make(algorithm::fixed_window, "budget", 1000, 86400);
+    budget.metered = true;
+    budget.hold_id = "r1";
+    budget.hold_seconds = 900;
+    budget.cost = 500;
+    const auto requests = items.make(algorithm::fixed_window, "requests", 10, 60);
+    const std::vector<limit::check_item> check{budget, requests};
+    bool allowed = false;
+    limiter.check(check, [&](limit::decision&& d) { allowed = d.allowed; });
+    ASSERT_TRUE(allowed);
+    limit::usage_record record;
+    record.key = "{rlp}:usage:0123456789abcdef:2027-01-15";
+    record.days_key = "{rlp}:usage-days:2027-01-15";
+    record.token_id = "0123456789abcdef";
+    record.model = "gpt-4o";
+    record.output = 12;
+    record.nano_usd = 345;
+    const std::vector<double> actual{345, 1};
+    limiter.settle(check, actual, "r1", &record);
+    std::vector<limit::budget_state> states;
+    limiter.inspect(check, [&](bool ok, std::vector<limit::budget_state>&& s) {
+        EXPECT_TRUE(ok);
+        states = std::move(s);
+    });
+    ASSERT_EQ(states.size(), 2u);
+    EXPECT_EQ(states[0].used, 345);
+    EXPECT_EQ(states[0].held, 0);
+    EXPECT_EQ(states[1].used, 1);  // the request policy's count, untouched by settle
+    const auto usage = shared.usage(record.key);
+    EXPECT_EQ(usage.at("gpt-4o|requests"), 1);
+    EXPECT_EQ(usage.at("gpt-4o|output"), 12);
+    EXPECT_EQ(usage.at("gpt-4o|nano_usd"), 345);
+    EXPECT_EQ(shared.usage_tokens(record.days_key).count("0123456789abcdef"), 1u);
+    now += (limit::default_usage_retention.count() + 1) * sec;
+    EXPECT_TRUE(shared.usage(record.key).empty());
 }
 
 }  // namespace
