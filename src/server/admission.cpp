@@ -495,8 +495,10 @@ void admission::settle_metered() {
     const auto used = metered_.charged_usage(body_ ? body_->size() : 0);
     held_items_.clear();
     settle_amounts_.clear();
-    for (const auto& item : items_) {
-        if (!item.metered)
+    for (std::size_t i = 0; i < items_.size(); ++i) {
+        const auto& item = items_[i];
+        // A shadow budget that denied took nothing: there is nothing of it to settle.
+        if (!item.metered || i >= consumed_.size() || !consumed_[i])
             continue;
         held_items_.push_back(item);
         settle_amounts_.push_back(metered_.amount(*item.source, used));
@@ -645,8 +647,13 @@ void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr&
     if (!known_denial)
         leases_.take(items_, d);
     // A refused request holds nothing: nothing to settle.
-    if (!d.allowed || d.store_unavailable)
+    if (!d.allowed || d.store_unavailable) {
         metered_.reset();
+    } else if (metered_.active()) {
+        consumed_.resize(d.results.size());
+        for (std::size_t i = 0; i < d.results.size(); ++i)
+            consumed_[i] = d.results[i].allowed;
+    }
     if (h->closed())
         return end_request();
     count_decision(d, known_denial);

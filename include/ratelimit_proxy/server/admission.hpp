@@ -163,6 +163,7 @@ class admission {
     // The request's metered items, kept for settlement (items_ is reused by GET /budget).
     std::vector<limit::check_item> held_items_;
     std::vector<double> settle_amounts_;
+    std::vector<char> consumed_;  // per item of an allowed metered request: it took its cost
     std::string usage_key_, usage_days_key_;
     bool budget_request_ = false;  // GET /budget: authenticated, then answered, not relayed
     std::vector<limit::budget_state> budget_states_;
