@@ -22,7 +22,15 @@ struct request_info {
     // text), plus a fixed allowance per image part (images by URL cost tokens the body's bytes
     // do not show).
     std::int64_t input_bound = 0;
+    // Whether the body has these keys at all, even as null: prepare_request adds a key as text
+    // only where it is absent (a duplicate key would be ambiguous), else it re-serialises.
+    bool has_stream_options = false;
+    bool has_own_max_field = false;  // the dialect's own max field, the one prepare_request sets
 };
+
+// The tokens input_bound allows per image part ("type" image_url, input_image or image, at any
+// depth of "messages" / "input"): an image by URL costs tokens its bytes do not show.
+constexpr std::int64_t image_token_allowance = 2000;
 
 // Reads a request body of dialect `d` (not none). nullopt when it is not a JSON object or a
 // field has the wrong type; `error` then says what is wrong, for a 400.

@@ -31,14 +31,23 @@ class usage_reader {
     // holds back more than one SSE event of at most max_held_event bytes (a longer event is
     // passed on as it comes: it cannot be a usage-only chunk).
     void feed(std::string_view in, std::string& out);
-    // The body ended: appends whatever is still held back.
+    // The body ended: appends whatever is still held back. A last event the body ended inside
+    // (no blank line after it) still counts if its JSON is whole, and is still hidden if it is
+    // the usage-only chunk.
     void finish(std::string& out);
 
     const metering::usage& result() const;
     // The dialect's final usage was seen (a stream's last usage event, a JSON body's usage).
     bool complete() const;
 
+    // The bytes held back now, and the memory of every buffer the reader grows (the held event,
+    // the usage text): at most max_held_event + max_usage_text, whatever the body's length.
+    std::size_t held_bytes() const;
+    std::size_t buffer_capacity() const;
+
     static constexpr std::size_t max_held_event = 64 * 1024;
+    // A usage object's text beyond this is ignored (real ones are a few hundred bytes).
+    static constexpr std::size_t max_usage_text = 8 * 1024;
 
   private:
     struct state;
