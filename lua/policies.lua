@@ -22,6 +22,8 @@
 --   without the call. ARGV numbers are converted so (a malformed one is an error instead of
 --   nil); values read back from Redis keep tonumber, so that anything else reads as absent.
 -- - math.min/max are written out as `a < b and a or b`, which is what they compute.
+-- Metered fixed windows (flag 'h') read the whole hash (their holds) with HGETALL; request
+-- items keep their HMGET and pay nothing for metering.
 
 local tonumber, fmt, floor, ceil = tonumber, string.format, math.floor, math.ceil
 local call, KEYS, ARGV = redis.call, KEYS, ARGV
@@ -51,6 +53,9 @@ if now == nil then
   end
 end
 local n = ARGV[2] * 1
+-- Metered items ('h') hold their cost under the request's hold id, ARGV[3 + 6n], for
+-- ARGV[4 + 6n] seconds; read when the first one needs them.
+local hold_field, hold_expiry
 
 -- Item i's reply is out[4i-2 .. 4i+1]: allowed, remaining, reset, retry. The first pass puts
 -- there the reply as if nothing were consumed (reset still a number); the second overwrites
@@ -66,12 +71,19 @@ for i = 1, n do
   local algo, key = ARGV[a], KEYS[i]
   local limit, window, cost = ARGV[a + 1] * 1, ARGV[a + 2] * 1, ARGV[a + 4] * 1
   local flags = ARGV[a + 5] or ''
-  local shadow, month = false, false
-  if flags ~= '' then
-    shadow = string.find(flags, 's', 1, true) ~= nil
-    month = string.find(flags, 'm', 1, true) ~= nil
+  local shadow, month, metered, week, life = false, false, false, false, false
+  if flags == 's' then
+    shadow = true
+  elseif flags ~= '' then
+    local find = string.find
+    shadow = find(flags, 's', 1, true) ~= nil
+    month = find(flags, 'm', 1, true) ~= nil
+    metered = find(flags, 'h', 1, true) ~= nil
+    week = find(flags, 'w', 1, true) ~= nil
+    life = find(flags, 'l', 1, true) ~= nil
   end
   local allowed, remaining, reset, retry
+  local held_out = false  -- metered fw: refused only because of in-flight holds
   local consume  -- when allowed: what consuming needs, { key holds another type, ... }
 
   if algo == 'tb' then
@@ -229,26 +241,78 @@ for i = 1, n do
         m = m + 1
       end
       we = days_from_civil(y, m, 1) * 86400 * 1000000
+    elseif week then
+      -- The UTC week from Monday 00:00; day 0 (1970-01-01) was a Thursday.
+      local d = floor(floor(now / 1000000) / 86400)
+      ws = (d - (d + 3) % 7) * 86400 * 1000000
+      we = ws + 7 * 86400 * 1000000
+    elseif life then
+      ws = 0  -- one window for ever: no end (we nil), reset 0
     else
       local ww = window * 1000000
       ws = floor(now / ww) * ww
       we = ws + ww
     end
-    local s = redis.pcall('HMGET', key, 'w', 'c')
-    local wrong = s.err ~= nil
+    local wrong
     local w, c = nil, 0
-    if not wrong then w, c = tonumber(s[1]), tonumber(s[2]) or 0 end
+    local held, latest, expired = 0, 0, nil
+    if metered then
+      -- Also the holds "h:<id>" = "<amount> <expiry µs>"; those still live (expiry >= now)
+      -- count, the others are dropped when this key is next written.
+      local s = redis.pcall('HGETALL', key)
+      wrong = s.err ~= nil
+      if not wrong then
+        local sub, find = string.sub, string.find
+        for j = 1, #s, 2 do
+          local f, v = s[j], s[j + 1]
+          if f == 'w' then
+            w = tonumber(v)
+          elseif f == 'c' then
+            c = tonumber(v) or 0
+          elseif sub(f, 1, 2) == 'h:' then
+            local sp = find(v, ' ', 1, true)
+            local amount, exp
+            if sp then amount, exp = tonumber(sub(v, 1, sp - 1)), tonumber(sub(v, sp + 1)) end
+            if amount and exp and exp >= now then
+              held = held + amount
+              if exp > latest then latest = exp end
+            else
+              expired = expired or {}
+              expired[#expired + 1] = f
+            end
+          end
+        end
+      end
+    else
+      local s = redis.pcall('HMGET', key, 'w', 'c')
+      wrong = s.err ~= nil
+      if not wrong then w, c = tonumber(s[1]), tonumber(s[2]) or 0 end
+    end
     if w ~= ws then c = 0 end
-    allowed = c + cost <= limit
-    local left = limit - c
+    local left
+    if metered then
+      allowed = c + held + cost <= limit
+      held_out = not allowed and c + cost <= limit
+      left = limit - c - held
+    else
+      allowed = c + cost <= limit
+      left = limit - c
+    end
     if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
     remaining = floor(left)
-    reset = (we - now) / 1000000  -- consuming does not change it
+    reset = we and (we - now) / 1000000 or 0  -- consuming does not change it
     if allowed then
-      consume = { wrong, ws, c + cost, we, limit }
+      if metered then
+        consume = { wrong, ws, c, we, limit, held, latest, expired, cost }
+      else
+        consume = { wrong, ws, c + cost, we, limit }
+      end
+    elseif held_out then
+      retry = 1  -- a hold may be settled or expire any moment
     else
       -- The window's end, also when cost > limit (then it never fits; the client learns
-      -- that from remaining, and asking again next window costs nothing).
+      -- that from remaining, and asking again next window costs nothing). A lifetime
+      -- window never ends: 0.
       retry = reset
     end
 
@@ -278,7 +342,7 @@ for i = 1, n do
   end
 
   if not allowed and not shadow then allowed_all = false end
-  out[4 * i - 2] = allowed and 1 or 0
+  out[4 * i - 2] = allowed and 1 or (held_out and 2 or 0)
   out[4 * i - 1] = remaining
   out[4 * i] = reset
   out[4 * i + 1] = consume or fmt('%.6f', retry)
@@ -340,13 +404,41 @@ for i = 1, n do
         call('ZADD', key, fixed(now + lease * 1000000, '%.0f', '%d'), ARGV[6 * i])
         -- Outlives every lease in it, renewed ones included (renewal sets it again).
         call('PEXPIRE', key, ceil(2 * lease * 1000) + 1000)
+      elseif e[9] then
+        -- Metered fw: the cost is held, not counted; settle.lua charges the actual amount.
+        local ws, c, we, limit, held, latest, expired, cost = e[2], e[3], e[4], e[5], e[6],
+                                                             e[7], e[8], e[9]
+        local left = limit - c - held - cost
+        if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
+        out[4 * i - 1] = floor(left)
+        if not hold_field then
+          local h = 3 + 6 * n
+          hold_field = 'h:' .. ARGV[h]
+          hold_expiry = now + ARGV[h + 1] * 1000000
+        end
+        call('HSET', key, 'w', fixed(ws, '%.0f', '%d'), 'c', fixed(c, '%.0f', '%d'), hold_field,
+             fixed(cost, '%.0f', '%d') .. ' ' .. fixed(hold_expiry, '%.0f', '%d'))
+        if expired then call('HDEL', key, unpack(expired)) end
+        if we then
+          -- Outlives the window and every live hold.
+          local last = we
+          if latest > last then last = latest end
+          if hold_expiry > last then last = hold_expiry end
+          call('PEXPIRE', key, ceil((last - now) / 1000) + 1000)
+        else
+          call('PERSIST', key)
+        end
       else
         local ws, c_after, we, limit = e[2], e[3], e[4], e[5]
         local left = limit - c_after
         if left % 1 ~= 0 then left = fmt('%.6f', left) * 1 end  -- r6
         out[4 * i - 1] = floor(left)
         call('HSET', key, 'w', fixed(ws, '%.0f', '%d'), 'c', fixed(c_after, '%.0f', '%d'))
-        call('PEXPIRE', key, ceil((we - now) / 1000) + 1000)
+        if we then
+          call('PEXPIRE', key, ceil((we - now) / 1000) + 1000)
+        else
+          call('PERSIST', key)  -- lifetime: never resets, never expires
+        end
       end
     end
     out[4 * i + 1] = '0.000000'

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <vector>
 
 // The in-memory twin of lua/policies.lua. Every formula below is the Lua one, in the same
@@ -16,7 +17,13 @@
 //   gcra  a = tat (µs)                            string tat
 //   sw    a = w (window start µs), b = c, c = p   hash { w, c, p }
 //   fw    a = w (window start µs), b = c          hash { w, c }
+//         metered: + holds (id, amount, expiry)   + "h:<id>" = "<amount> <expiry>"
 //   cc    leases_[key]: id -> expiry (µs)          zset { id: expiry }
+// A bucket past expires_us is what Redis would have dropped: read as absent, holds included
+// (a metered window's key outlives every hold in it, so only dead holds go with it).
+//
+// The sums of holds are taken in another order than Redis's hash order; they are whole
+// numbers (amounts are stored %.0f), so the sums agree exactly below 2^53.
 
 namespace ratelimit_proxy::limit {
 
@@ -88,17 +95,71 @@ void civil_from_days(std::int64_t z, std::int64_t& y, std::int64_t& m) {
 struct cell {
     bool present = false;
     double a = 0, b = 0, c = 0;
+    double held = 0;    // metered fw: the live holds' sum
+    double latest = 0;  // and the latest live hold's expiry
 };
+
+// Lua's `a % b` for numbers: a - floor(a / b) * b.
+double lua_mod(double a, double b) {
+    return a - std::floor(a / b) * b;
+}
+
+// A fixed window's bounds at now (µs), as both scripts compute them: a calendar week from
+// Monday, a calendar month, one lifetime window (no end), or window_seconds from the epoch.
+struct window_bounds {
+    double start = 0, end = 0;
+    bool has_end = true;
+    double seconds = 0;  // what RateLimit-Policy reports as its w
+};
+
+window_bounds fixed_window_bounds(const limits& n, double now) {
+    window_bounds w;
+    switch (n.period) {
+        case calendar::month: {
+            std::int64_t start = 0, end = 0;
+            utc_month_bounds(static_cast<std::int64_t>(std::floor(now / 1000000)), start, end);
+            w.start = static_cast<double>(start) * 1000000;
+            w.end = static_cast<double>(end) * 1000000;
+            w.seconds = static_cast<double>(end - start);
+            break;
+        }
+        case calendar::week: {
+            // Day 0 (1970-01-01) was a Thursday.
+            const double d = std::floor(std::floor(now / 1000000) / 86400);
+            w.start = (d - lua_mod(d + 3, 7)) * 86400 * 1000000;
+            w.end = w.start + 7 * 86400 * 1000000.0;
+            w.seconds = 7 * 86400;
+            break;
+        }
+        case calendar::lifetime:
+            w.has_end = false;
+            break;
+        case calendar::none: {
+            const double ww = n.window_seconds * 1000000;
+            w.start = std::floor(now / ww) * ww;
+            w.end = w.start + ww;
+            w.seconds = n.window_seconds;
+            break;
+        }
+    }
+    return w;
+}
+
+constexpr std::int64_t never = std::numeric_limits<std::int64_t>::max();
 
 // What one item decided, and what it would store if consumed.
 struct outcome {
     bool allowed = false;
+    bool held_out = false;  // metered fw: refused only because of live holds
+    bool present = false;   // the bucket existed (and had not expired)
     double before_remaining = 0, after_remaining = 0;
     double before_reset = 0, after_reset = 0;
     double retry = 0;
     double quota = 0, window_seconds = 0;
     double a = 0, b = 0, c = 0;  // the state to store
-    std::int64_t ttl_ms = 0;     // PEXPIRE / PX
+    std::int64_t ttl_ms = 0;     // PEXPIRE / PX; -1: PERSIST
+    // Metered fw: the hold to add (the cost) and the expiry the key must outlive.
+    double hold_amount = 0, hold_expires = 0;
 };
 
 outcome token_bucket(const check_item& it, const cell& s, double now) {
@@ -233,36 +294,50 @@ outcome sliding_window(const check_item& it, const cell& s, double now) {
 outcome fixed_window(const check_item& it, const cell& s, double now) {
     const double cost = it.cost;
     const double limit = it.numbers.limit;
-    double ws, we, window;
-    if (it.numbers.period == calendar::month) {
-        std::int64_t start = 0, end = 0;
-        utc_month_bounds(static_cast<std::int64_t>(std::floor(now / 1000000)), start, end);
-        ws = static_cast<double>(start) * 1000000;
-        we = static_cast<double>(end) * 1000000;
-        window = static_cast<double>(end - start);
-    } else {
-        const double ww = it.numbers.window_seconds * 1000000;
-        ws = std::floor(now / ww) * ww;
-        we = ws + ww;
-        window = it.numbers.window_seconds;
-    }
+    const window_bounds wb = fixed_window_bounds(it.numbers, now);
     double c = s.present ? s.b : 0;
-    if (!s.present || s.a != ws)
+    if (!s.present || s.a != wb.start)
         c = 0;
     outcome o;
+    const double reset = wb.has_end ? (wb.end - now) / 1000000 : 0;
+    o.after_reset = reset;
+    o.before_reset = reset;
+    o.quota = limit;
+    o.window_seconds = wb.seconds;
+    o.a = r0(wb.start);
+    if (it.metered) {
+        // The cost is held, not counted: settle() charges what was used.
+        const double held = s.held;
+        o.allowed = c + held + cost <= limit;
+        o.held_out = !o.allowed && c + cost <= limit;
+        o.before_remaining = std::floor(r6(limit - c - held));
+        o.after_remaining =
+            o.allowed ? std::floor(r6(limit - c - held - cost)) : o.before_remaining;
+        o.retry = o.allowed ? 0 : o.held_out ? 1 : reset;
+        o.b = r0(c);
+        o.hold_amount = r0(cost);
+        o.hold_expires = now + it.hold_seconds * 1000000;
+        if (wb.has_end) {
+            double last = wb.end;
+            if (s.latest > last)
+                last = s.latest;
+            if (o.hold_expires > last)
+                last = o.hold_expires;
+            o.ttl_ms = static_cast<std::int64_t>(std::ceil((last - now) / 1000) + 1000);
+        } else {
+            o.ttl_ms = -1;
+        }
+        return o;
+    }
     o.allowed = c + cost <= limit;
     const double c_after = o.allowed ? c + cost : c;
     o.after_remaining = std::floor(r6(limit - c_after));
-    o.after_reset = (we - now) / 1000000;
     o.before_remaining = std::floor(r6(limit - c));
-    o.before_reset = o.after_reset;
     // Denied: the window's end, even when cost > limit (it never fits; see the Lua script).
-    o.retry = o.allowed ? 0 : (we - now) / 1000000;
-    o.quota = limit;
-    o.window_seconds = window;
-    o.a = r0(ws);
+    o.retry = o.allowed ? 0 : reset;
     o.b = r0(c_after);
-    o.ttl_ms = static_cast<std::int64_t>(std::ceil((we - now) / 1000) + 1000);
+    o.ttl_ms = wb.has_end ? static_cast<std::int64_t>(std::ceil((wb.end - now) / 1000) + 1000)
+                          : -1;
     return o;
 }
 
@@ -322,6 +397,7 @@ decision memory_store::check(std::span<const check_item> items, std::int64_t now
     d.allowed = true;
     for (const auto& it : items) {
         cell s;
+        const algorithm algo = it.source ? it.source->algo : algorithm::token_bucket;
         if (auto found = buckets_.find(it.key);
             found != buckets_.end() && now_us <= found->second.expires_us) {
             // Redis drops a key once its time is past, not at it: same test here.
@@ -329,8 +405,16 @@ decision memory_store::check(std::span<const check_item> items, std::int64_t now
             s.a = found->second.a;
             s.b = found->second.b;
             s.c = found->second.c;
+            if (it.metered && algo == algorithm::fixed_window) {
+                for (const auto& h : found->second.holds) {
+                    if (h.expires_us >= now) {
+                        s.held += h.amount;
+                        if (h.expires_us > s.latest)
+                            s.latest = h.expires_us;
+                    }
+                }
+            }
         }
-        const algorithm algo = it.source ? it.source->algo : algorithm::token_bucket;
         outcome o;
         switch (algo) {
             case algorithm::concurrency:
@@ -349,6 +433,7 @@ decision memory_store::check(std::span<const check_item> items, std::int64_t now
                 o = fixed_window(it, s, now);
                 break;
         }
+        o.present = s.present;
         if (!o.allowed && !it.shadow)
             d.allowed = false;
         outcomes.push_back(o);
@@ -371,11 +456,28 @@ decision memory_store::check(std::span<const check_item> items, std::int64_t now
                            static_cast<std::int64_t>(r0(now + it.numbers.window_seconds * 1e6))});
         } else if (consumed) {
             leases_.erase(it.key);
-            buckets_[it.key] = bucket{o.a, o.b, o.c, now_us + o.ttl_ms * 1000};
+            bucket& b = buckets_[it.key];
+            if (!o.present)
+                b.holds.clear();  // Redis dropped the whole key
+            b.a = o.a;
+            b.b = o.b;
+            b.c = o.c;
+            b.expires_us = o.ttl_ms < 0 ? never : now_us + o.ttl_ms * 1000;
+            if (it.metered && it.source && it.source->algo == algorithm::fixed_window) {
+                // HSET "h:<id>" and HDEL the dead holds, as the script does.
+                std::erase_if(b.holds, [now](const hold& h) { return h.expires_us < now; });
+                const double expires = r0(o.hold_expires);
+                auto same = std::ranges::find(b.holds, it.hold_id, &hold::id);
+                if (same != b.holds.end())
+                    *same = hold{std::string(it.hold_id), o.hold_amount, expires};
+                else
+                    b.holds.push_back({std::string(it.hold_id), o.hold_amount, expires});
+            }
         }
         policy_result r;
         r.source = it.source;
         r.allowed = o.allowed;
+        r.held_out = o.held_out;
         r.shadow = it.shadow;
         r.remaining = std::max<std::int64_t>(
             0, static_cast<std::int64_t>(consumed ? o.after_remaining : o.before_remaining));
@@ -390,6 +492,220 @@ decision memory_store::check(std::span<const check_item> items, std::int64_t now
     return d;
 }
 
+// One item of lua/settle.lua, in the script's order of operations.
+budget_state memory_store::budget_one(const check_item& it, budget_op op, double reserved,
+                                      double amount, std::string_view hold_id,
+                                      std::int64_t now_us) {
+    const double now = static_cast<double>(now_us);
+    const algorithm algo = it.source ? it.source->algo : algorithm::token_bucket;
+    auto found = buckets_.find(it.key);
+    const bool present = found != buckets_.end() && now_us <= found->second.expires_us;
+    const bool settling = op == budget_op::settle;
+    const limits& n = it.numbers;
+    budget_state out;
+    switch (algo) {
+        case algorithm::fixed_window: {
+            const window_bounds wb = fixed_window_bounds(n, now);
+            double c = present ? found->second.b : 0;
+            double held = 0, latest = 0;
+            if (present) {
+                for (const auto& h : found->second.holds) {
+                    if (h.expires_us < now || (settling && h.id == hold_id))
+                        continue;  // dead, or the one being settled
+                    held += h.amount;
+                    if (h.expires_us > latest)
+                        latest = h.expires_us;
+                }
+            }
+            if (!present || found->second.a != wb.start)
+                c = 0;
+            if (op != budget_op::peek) {
+                c = r0(settling ? c + amount : c - amount);
+                bucket& b = present ? found->second : (buckets_[it.key] = bucket{});
+                b.a = r0(wb.start);
+                b.b = c;
+                std::erase_if(b.holds, [&](const hold& h) {
+                    return h.expires_us < now || (settling && h.id == hold_id);
+                });
+                if (wb.has_end) {
+                    const double last = latest > wb.end ? latest : wb.end;
+                    b.expires_us =
+                        now_us +
+                        static_cast<std::int64_t>(std::ceil((last - now) / 1000) + 1000) * 1000;
+                } else {
+                    b.expires_us = never;
+                }
+            }
+            out.used = c;
+            out.held = held;
+            out.reset_seconds = wb.has_end ? (wb.end - now) / 1000000 : 0;
+            break;
+        }
+        case algorithm::token_bucket: {
+            const double rate = n.limit / n.window_seconds;
+            const double cap = n.burst > 0 ? n.burst : n.limit;
+            const double tokens = present ? found->second.a : cap;
+            const double ts = present ? found->second.b : now;
+            double elapsed = now - ts;
+            if (elapsed < 0)
+                elapsed = 0;
+            double level = std::min(cap, tokens + elapsed * rate / 1000000);
+            if (settling && reserved != amount) {
+                // What was reserved and not used comes back; below 0 when more was used.
+                level = std::min(cap, level + (reserved - amount));
+                const double after = r6(level);
+                bucket& b = buckets_[it.key];
+                if (!present)
+                    b.holds.clear();
+                b.a = r12(level);
+                b.b = r0(now);
+                b.expires_us =
+                    now_us +
+                    static_cast<std::int64_t>(std::ceil((cap - after) / rate * 1000) + 1000) * 1000;
+            }
+            const double lv = r6(level);
+            out.used = cap - lv;
+            out.reset_seconds = (cap - lv) / rate;
+            break;
+        }
+        case algorithm::gcra: {
+            const double rate = n.limit / n.window_seconds;
+            const double cap = n.burst > 0 ? n.burst : n.limit;
+            const double t = 1000000 / rate;
+            const double tat = present ? found->second.a : now;
+            double tat0 = std::max(tat, now);
+            if (settling && reserved != amount) {
+                double new_tat = tat0 - (reserved - amount) * t;
+                if (new_tat < now)
+                    new_tat = now;
+                tat0 = r6(new_tat);
+                bucket& b = buckets_[it.key];
+                if (!present)
+                    b.holds.clear();
+                b.a = tat0;
+                b.expires_us =
+                    now_us +
+                    static_cast<std::int64_t>(std::ceil((tat0 - now) / 1000) + 1000) * 1000;
+            }
+            const double avail = r6(cap - (tat0 - now) / t);
+            out.used = cap - avail;
+            out.reset_seconds = (tat0 - now) / 1000000;
+            break;
+        }
+        case algorithm::sliding_window: {
+            const double ww = n.window_seconds * 1000000;
+            const double cur = std::floor(now / ww) * ww;
+            double c = present ? found->second.b : 0, p = present ? found->second.c : 0;
+            if (present && found->second.a == cur) {
+                if (settling && reserved != amount) {
+                    // Only while the reservation's window is the current one.
+                    c = c - (reserved - amount);
+                    if (c < 0)
+                        c = 0;
+                    found->second.b = r0(c);
+                    found->second.expires_us =
+                        now_us + static_cast<std::int64_t>(std::ceil(2 * ww / 1000) + 1000) * 1000;
+                }
+            } else {
+                p = present && found->second.a == cur - ww ? c : 0;
+                c = 0;
+            }
+            const double weight = (ww - (now - cur)) / ww;
+            out.used = r6(p * weight + c);
+            if (c > 0)
+                out.reset_seconds = (cur + 2 * ww - now) / 1000000;
+            else if (p > 0)
+                out.reset_seconds = (cur + ww - now) / 1000000;
+            else
+                out.reset_seconds = 0;
+            break;
+        }
+        case algorithm::concurrency:
+            return out;  // no budget: the limiters never send these to the script
+    }
+    // The script replies %.6f strings: round the same way.
+    out.used = r6(out.used);
+    out.held = r6(out.held);
+    out.reset_seconds = r6(out.reset_seconds);
+    return out;
+}
+
+std::vector<budget_state> memory_store::settle(std::span<const check_item> items,
+                                               std::span<const double> actual,
+                                               std::string_view hold_id, std::int64_t now_us) {
+    forget_expired(now_us);
+    std::vector<budget_state> out;
+    out.reserve(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i)
+        out.push_back(budget_one(items[i], budget_op::settle, items[i].cost,
+                                 i < actual.size() ? actual[i] : items[i].cost, hold_id, now_us));
+    return out;
+}
+
+std::vector<budget_state> memory_store::peek(std::span<const check_item> items,
+                                             std::int64_t now_us) {
+    std::vector<budget_state> out;
+    out.reserve(items.size());
+    for (const auto& it : items)
+        out.push_back(budget_one(it, budget_op::peek, 0, 0, {}, now_us));
+    return out;
+}
+
+std::optional<std::vector<budget_state>> memory_store::credit(std::span<const check_item> items,
+                                                              std::span<const double> amounts,
+                                                              std::int64_t now_us) {
+    for (const auto& it : items)
+        if (!it.source || it.source->algo != algorithm::fixed_window)
+            return std::nullopt;  // the script's error reply: nothing written
+    forget_expired(now_us);
+    std::vector<budget_state> out;
+    out.reserve(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i)
+        out.push_back(budget_one(items[i], budget_op::credit, 0,
+                                 i < amounts.size() ? amounts[i] : 0, {}, now_us));
+    return out;
+}
+
+void memory_store::add_usage(const usage_record& r, std::int64_t retention_s,
+                             std::int64_t now_us) {
+    const std::int64_t expires = now_us + retention_s * 1'000'000;
+    auto& u = usage_[std::string(r.key)];
+    if (now_us > u.expires_us)
+        u = usage_entry{};  // expired: EXPIRE dropped it
+    const std::string m = std::string(r.model) + "|";
+    u.fields[m + "requests"] += 1;
+    u.fields[m + "input"] += r.input;
+    u.fields[m + "cached_input"] += r.cached_input;
+    u.fields[m + "cache_write"] += r.cache_write;
+    u.fields[m + "output"] += r.output;
+    u.fields[m + "nano_usd"] += r.nano_usd;
+    u.fields[m + "estimated"] += r.estimated ? 1 : 0;
+    u.expires_us = expires;
+    if (r.days_key.empty())
+        return;
+    auto& d = usage_[std::string(r.days_key)];
+    if (now_us > d.expires_us)
+        d = usage_entry{};
+    d.tokens.insert(std::string(r.token_id));
+    d.expires_us = expires;
+}
+
+std::map<std::string, std::int64_t> memory_store::usage(std::string_view key,
+                                                        std::int64_t now_us) const {
+    auto found = usage_.find(std::string(key));
+    if (found == usage_.end() || now_us > found->second.expires_us)
+        return {};
+    return found->second.fields;
+}
+
+std::set<std::string> memory_store::usage_tokens(std::string_view days_key,
+                                                 std::int64_t now_us) const {
+    auto found = usage_.find(std::string(days_key));
+    if (found == usage_.end() || now_us > found->second.expires_us)
+        return {};
+    return found->second.tokens;
+}
+
 void memory_store::erase(std::string_view key) {
     buckets_.erase(std::string(key));
     leases_.erase(std::string(key));
@@ -402,6 +718,13 @@ void memory_store::forget_expired(std::int64_t now_us) {
         return;
     next_sweep_us_ = now_us + 10'000'000;
     std::erase_if(buckets_, [&](const auto& kv) { return now_us > kv.second.expires_us; });
+    std::erase_if(usage_, [&](const auto& kv) { return now_us > kv.second.expires_us; });
+    // Dead holds count for nothing (Redis drops them when their key is next written): only
+    // memory is at stake here.
+    const double now = static_cast<double>(now_us);
+    for (auto& [key, b] : buckets_)
+        if (!b.holds.empty())
+            std::erase_if(b.holds, [now](const hold& h) { return h.expires_us < now; });
     for (auto it = leases_.begin(); it != leases_.end();) {
         std::erase_if(it->second, [now_us](const lease& l) { return now_us > l.expires_us; });
         it = it->second.empty() ? leases_.erase(it) : std::next(it);

@@ -45,32 +45,67 @@ policy_result result_shape(const check_item& item) {
         r.window_seconds = n.capacity() / n.rate_per_second();
     } else {
         r.quota = n.limit;
-        r.window_seconds = n.period == calendar::month ? 30 * 86400.0 : n.window_seconds;
+        switch (n.period) {
+            case calendar::month:
+                r.window_seconds = 30 * 86400.0;
+                break;
+            case calendar::week:
+                r.window_seconds = 7 * 86400.0;
+                break;
+            case calendar::lifetime:
+                r.window_seconds = 0;  // never resets
+                break;
+            case calendar::none:
+                r.window_seconds = n.window_seconds;
+                break;
+        }
     }
     return r;
+}
+
+// The calendar letters of a fixed window's flags (both scripts).
+void append_period_flag(std::string& flags, calendar period) {
+    switch (period) {
+        case calendar::month:
+            flags.push_back('m');
+            break;
+        case calendar::week:
+            flags.push_back('w');
+            break;
+        case calendar::lifetime:
+            flags.push_back('l');
+            break;
+        case calendar::none:
+            break;
+    }
+}
+
+// Shortest round-trip form: Lua's tonumber reads back the same double.
+std::string number_string(double v) {
+    char buf[64];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, end);
+}
+
+bool holds_metered(const check_item& item) {
+    return item.metered && item.source->algo != algorithm::concurrency;
 }
 }  // namespace
 
 redis_limiter::redis_limiter(redis::connection& conn, const redis::script& script,
-                             redis::circuit_breaker& breaker, shared_memory_store& fallback,
-                             unsigned fallback_instances, bool fail_closed)
+                             const redis::script& settle_script, redis::circuit_breaker& breaker,
+                             shared_memory_store& fallback, unsigned fallback_instances,
+                             bool fail_closed, std::chrono::seconds usage_retention)
     : conn_(conn),
       script_(script),
+      settle_script_(settle_script),
       breaker_(breaker),
       fallback_(fallback),
       fallback_share_(1.0 / std::max(1u, fallback_instances)),
-      fail_closed_(fail_closed) {}
+      fail_closed_(fail_closed),
+      usage_retention_(usage_retention) {}
 
-decision redis_limiter::decide_without_redis(std::span<const check_item> items) {
-    bool closed = false;
-    for (const auto& item : items)
-        closed = closed || (!item.shadow && item.source->fail_closed.value_or(fail_closed_));
-    if (closed) {
-        decision d;
-        d.allowed = false;
-        d.store_unavailable = true;
-        return d;
-    }
+std::vector<check_item> redis_limiter::fallback_items(std::span<const check_item> items) const {
     // Each instance holds its share of every limit, so the fleet together stays near it.
     std::vector<check_item> local(items.begin(), items.end());
     for (auto& item : local) {
@@ -80,9 +115,49 @@ decision redis_limiter::decide_without_redis(std::span<const check_item> items) 
         if (item.source->algo != algorithm::token_bucket && item.source->algo != algorithm::gcra)
             item.numbers.limit = std::max(1.0, item.numbers.limit);
     }
-    decision d = fallback_.check(local);
+    return local;
+}
+
+decision redis_limiter::decide_without_redis(std::span<const check_item> items) {
+    bool closed = false;
+    for (const auto& item : items) {
+        if (item.shadow)
+            continue;
+        // Unset: a money budget fails closed, anything else as the process says.
+        const bool money = item.metered && item.source->what == meter::usd;
+        closed = closed || item.source->fail_closed.value_or(money || fail_closed_);
+    }
+    if (closed) {
+        decision d;
+        d.allowed = false;
+        d.store_unavailable = true;
+        return d;
+    }
+    decision d = fallback_.check(fallback_items(items));
     d.decided_locally = true;
+    remember_local_hold(items, d);
     return d;
+}
+
+void redis_limiter::remember_local_hold(std::span<const check_item> items, const decision& d) {
+    if (!d.allowed)
+        return;
+    std::string_view id;
+    double seconds = 0;
+    for (const auto& item : items) {
+        if (holds_metered(item) && !item.hold_id.empty()) {
+            id = item.hold_id;
+            seconds = std::max(seconds, item.hold_seconds);
+        }
+    }
+    if (id.empty())
+        return;
+    const std::int64_t now = unix_micros();
+    if (local_holds_.size() >= local_holds_prune_at_) {
+        std::erase_if(local_holds_, [now](const auto& kv) { return kv.second < now; });
+        local_holds_prune_at_ = std::max<std::size_t>(64, 2 * local_holds_.size());
+    }
+    local_holds_[std::string(id)] = now + static_cast<std::int64_t>(seconds * 1e6);
 }
 
 bool redis_limiter::parse_reply(const redis::reply& r, std::span<const check_item> items,
@@ -100,6 +175,8 @@ bool redis_limiter::parse_reply(const redis::reply& r, std::span<const check_ite
             !parse_double(f[2], res.reset_seconds) || !parse_double(f[3], res.retry_after_seconds))
             return false;
         res.allowed = f[0].integer == 1;
+        if (f[0].integer == 2)
+            res.held_out = true;  // a metered window full of in-flight holds
         res.remaining = f[1].integer;
         out.results.push_back(res);
     }
@@ -118,7 +195,11 @@ void redis_limiter::check(std::span<const check_item> items, decision_handler do
         return;
     }
     const std::size_t fields = policy_script::fields_per_item;
-    arg_storage_.resize(2 + fields * items.size());
+    const check_item* metered = nullptr;  // the first one: its hold id and time
+    for (const auto& item : items)
+        if (!metered && holds_metered(item))
+            metered = &item;
+    arg_storage_.resize(2 + fields * items.size() + (metered ? 2 : 0));
     arg_numbers_.resize(arg_storage_.size(), std::numeric_limits<double>::quiet_NaN());
     arg_storage_[0].clear();  // Redis's clock
     arg_storage_[1] = std::to_string(items.size());
@@ -141,8 +222,14 @@ void redis_limiter::check(std::span<const check_item> items, decision_handler do
         f[5].clear();
         if (item.shadow)
             f[5].push_back('s');
-        if (item.numbers.period == calendar::month)
-            f[5].push_back('m');
+        append_period_flag(f[5], item.numbers.period);
+        if (holds_metered(item))
+            f[5].push_back('h');
+    }
+    if (metered) {
+        const std::size_t h = 2 + fields * items.size();
+        arg_storage_[h] = metered->hold_id;
+        number_into(arg_storage_[h + 1], arg_numbers_[h + 1], metered->hold_seconds);
     }
     args_.assign(arg_storage_.begin(), arg_storage_.end());
     script_.run(conn_, keys_, args_,
@@ -160,6 +247,139 @@ void redis_limiter::check(std::span<const check_item> items, decision_handler do
                     breaker_.record_failure();
                     done(decide_without_redis(items));
                 });
+}
+
+bool redis_limiter::parse_budget_reply(const redis::reply& r, std::size_t items,
+                                       std::vector<budget_state>& out) {
+    if (r.type != redis::reply_type::array || r.elements.size() != 3 * items)
+        return false;
+    out.assign(items, budget_state{});
+    for (std::size_t i = 0; i < items; ++i) {
+        const auto* f = &r.elements[3 * i];
+        if (!parse_double(f[0], out[i].used) || !parse_double(f[1], out[i].held) ||
+            !parse_double(f[2], out[i].reset_seconds))
+            return false;
+    }
+    return true;
+}
+
+void redis_limiter::settle_args(std::string_view mode, std::span<const check_item> items,
+                                std::span<const double> amounts, std::string_view hold_id,
+                                const usage_record* record, std::chrono::seconds retention,
+                                std::vector<std::string>& storage,
+                                std::vector<std::string_view>& keys,
+                                std::vector<std::string_view>& args) {
+    const bool usage = record && mode == "settle";
+    storage.clear();
+    storage.reserve(4 + policy_script::settle_fields_per_item * items.size() + 9);
+    storage.emplace_back(mode);
+    storage.emplace_back();  // Redis's clock
+    storage.push_back(std::to_string(items.size()));
+    storage.emplace_back(hold_id);
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        const auto& item = items[i];
+        storage.emplace_back(policy_script::algorithm_code(item.source->algo));
+        storage.push_back(number_string(item.numbers.limit));
+        storage.push_back(number_string(item.numbers.window_seconds));
+        storage.push_back(number_string(item.numbers.burst));
+        storage.push_back(number_string(item.cost));
+        storage.push_back(number_string(i < amounts.size() ? amounts[i] : 0));
+        std::string flags;
+        append_period_flag(flags, item.numbers.period);
+        storage.push_back(std::move(flags));
+    }
+    if (usage) {
+        storage.emplace_back(record->token_id);
+        storage.emplace_back(record->model);
+        for (const std::int64_t v : {record->input, record->cached_input, record->cache_write,
+                                     record->output, record->nano_usd})
+            storage.push_back(std::to_string(v));
+        storage.emplace_back(record->estimated ? "1" : "0");
+        storage.push_back(std::to_string(retention.count()));
+    }
+    keys.clear();
+    for (const auto& item : items)
+        keys.emplace_back(item.key);
+    if (usage) {
+        keys.push_back(record->key);
+        keys.push_back(record->days_key);
+    }
+    args.assign(storage.begin(), storage.end());
+}
+
+void redis_limiter::settle(std::span<const check_item> items, std::span<const double> actual,
+                           std::string_view hold_id, const usage_record* record) {
+    std::vector<check_item> metered;
+    std::vector<double> used;
+    settled_items(items, actual, metered, used);
+    if (metered.empty() && !record)
+        return;
+    if (!hold_id.empty()) {
+        if (auto local = local_holds_.find(std::string(hold_id)); local != local_holds_.end()) {
+            // Decided by the fallback store: the holds are there, and so goes the record.
+            local_holds_.erase(local);
+            if (!metered.empty())
+                fallback_.settle(fallback_items(metered), used, hold_id);
+            if (record)
+                fallback_.add_usage(*record, usage_retention_);
+            return;
+        }
+    }
+    if (breaker_.is_open()) {
+        // Not worth a timeout: the holds expire by themselves (buckets keep the reservation).
+        spdlog::debug("budget settle skipped, Redis unavailable (hold {})", hold_id);
+        return;
+    }
+    std::vector<std::string> storage;
+    std::vector<std::string_view> keys, args;
+    settle_args("settle", metered, used, hold_id, record, usage_retention_, storage, keys, args);
+    settle_script_.run(conn_, keys, args,
+                       [hold = std::string(hold_id)](redis::outcome result, redis::reply&& r) {
+                           if (result != redis::outcome::ok)
+                               spdlog::warn("budget settle got no answer from Redis (hold {})",
+                                            hold);
+                           else if (r.type == redis::reply_type::error)
+                               spdlog::warn("budget settle failed (hold {}): {}", hold, r.str);
+                       });
+}
+
+void redis_limiter::inspect(std::span<const check_item> items, budget_handler done) {
+    // Concurrency items have no budget: zeros, and they are not sent.
+    std::vector<check_item> budgets;
+    std::vector<std::size_t> index;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (items[i].source->algo == algorithm::concurrency)
+            continue;
+        budgets.push_back(items[i]);
+        index.push_back(i);
+    }
+    if (budgets.empty()) {
+        done(true, std::vector<budget_state>(items.size()));
+        return;
+    }
+    if (breaker_.is_open()) {
+        done(false, {});
+        return;
+    }
+    std::vector<std::string> storage;
+    std::vector<std::string_view> keys, args;
+    settle_args("peek", budgets, {}, {}, nullptr, usage_retention_, storage, keys, args);
+    settle_script_.run(
+        conn_, keys, args,
+        [n = items.size(), index = std::move(index), done = std::move(done)](
+            redis::outcome result, redis::reply&& r) {
+            std::vector<budget_state> states;
+            if (result != redis::outcome::ok || !parse_budget_reply(r, index.size(), states)) {
+                if (result == redis::outcome::ok)
+                    spdlog::warn("budget peek failed: {}", r.str);
+                done(false, {});
+                return;
+            }
+            std::vector<budget_state> all(n);
+            for (std::size_t k = 0; k < index.size(); ++k)
+                all[index[k]] = states[k];
+            done(true, std::move(all));
+        });
 }
 
 void redis_limiter::release(const lease_refs& leases) {

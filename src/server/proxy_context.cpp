@@ -49,7 +49,8 @@ proxy_context::proxy_context(const config::settings& s, unsigned workers)
     : settings(s),
       upstream(proxy::upstream_target::parse(s.upstream.url)),
       redis_endpoint(redis::parse_url(s.redis.url)),
-      policies(lua::policies) {
+      policies(lua::policies),
+      settle(lua::settle) {
     rewrite.host_header = upstream.host_header;
     rewrite.key_header = s.upstream.api_key_header;
     rewrite.key_value = key_value(s.upstream);

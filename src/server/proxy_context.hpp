@@ -31,6 +31,7 @@ struct proxy_context {
     std::unique_ptr<load_monitor> load;
     redis::endpoint redis_endpoint;
     redis::script policies;
+    redis::script settle;  // lua/settle.lua: metered budgets
     std::unique_ptr<boost::asio::ssl::context> tls;  // set for https upstreams
 
     proxy_context(const config::settings& s, unsigned workers);

@@ -28,7 +28,8 @@ std::unique_ptr<limit::limiter> make_limiter(const proxy_context& ctx, redis::co
                                              redis::circuit_breaker& breaker) {
     if (ctx.settings.store == "memory")
         return std::make_unique<limit::memory_limiter>(*ctx.memory);
-    return std::make_unique<limit::redis_limiter>(redis, ctx.policies, breaker, *ctx.fallback,
+    return std::make_unique<limit::redis_limiter>(redis, ctx.policies, ctx.settle, breaker,
+                                                  *ctx.fallback,
                                                   ctx.settings.rate_limit.fallback_instances,
                                                   ctx.settings.rate_limit.fail_closed);
 }
@@ -144,6 +145,8 @@ void worker::start(std::function<void()> on_connected) {
             if (o == redis::outcome::ok && r.type != redis::reply_type::error)
                 breaker_.record_success();
         });
+        const std::string_view load_settle[] = {"SCRIPT", "LOAD", ctx_.settle.source()};
+        redis_.command(load_settle, [](redis::outcome, redis::reply&&) {});
         if (on_connected)
             on_connected();
     });

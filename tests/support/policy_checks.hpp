@@ -39,7 +39,8 @@ class policy_items {
         auto& p = policies_.emplace_back();
         p.name = key;
         p.algo = algo;
-        p.numbers = {limit_, window, burst, month ? limit::calendar::month : limit::calendar::none};
+        p.numbers = {limit_, window, burst,
+                     month ? limit::calendar::month : limit::calendar::none};
         p.cost = cost;
         p.shadow = shadow;
         limit::check_item it;
@@ -83,7 +84,21 @@ inline std::vector<std::string> script_args(std::span<const limit::check_item> i
             flags += 's';
         if (it.numbers.period == ratelimit_proxy::limit::calendar::month)
             flags += 'm';
+        if (it.numbers.period == ratelimit_proxy::limit::calendar::week)
+            flags += 'w';
+        if (it.numbers.period == ratelimit_proxy::limit::calendar::lifetime)
+            flags += 'l';
+        if (it.metered && it.source->algo != limit::algorithm::concurrency)
+            flags += 'h';
         out.push_back(flags);
+    }
+    // The hold id and time of the first metered item (they are the request's).
+    for (const auto& it : items) {
+        if (it.metered && it.source->algo != limit::algorithm::concurrency) {
+            out.push_back(std::string(it.hold_id));
+            out.push_back(exact(it.hold_seconds));
+            break;
+        }
     }
     return out;
 }
@@ -106,6 +121,7 @@ inline limit::decision parse_script_reply(const std::string& flat,
         r.source = items[i].source;
         r.shadow = items[i].shadow;
         r.allowed = lines[1 + 4 * i] == "1";
+        r.held_out = lines[1 + 4 * i] == "2";
         r.remaining = std::stoll(lines[2 + 4 * i]);
         r.reset_seconds = std::stod(lines[3 + 4 * i]);
         r.retry_after_seconds = std::stod(lines[4 + 4 * i]);
