@@ -51,6 +51,10 @@ class admin_api : public std::enable_shared_from_this<admin_api> {
     // io_context, never before handle returns.
     void handle(api_request req, api_responder done);
 
+    // What GET/DELETE /admin/budgets/{policy} and POST .../credit name: the policy, its bucket
+    // and the numbers that apply to it (admin_budgets.cpp).
+    struct budget_target;
+
   private:
     // One request as the handlers see it.
     struct request {
@@ -123,9 +127,6 @@ class admin_api : public std::enable_shared_from_this<admin_api> {
     // DEL of one stored key, then the version bump that makes every instance forget what it
     // remembers of it (the over-limit cache). Answers {"key", "deleted", "propagated"} or 503.
     response delete_state(const std::string& key);
-    // What GET/DELETE /admin/budgets/{policy} and POST .../credit name: the policy, its bucket
-    // and the numbers that apply to it (admin_budgets.cpp).
-    struct budget_target;
     boost::asio::awaitable<budget_target> find_budget(request& r, const std::string* token,
                                                       const std::string* client);
 
