@@ -31,6 +31,8 @@ namespace ratelimit_proxy::config {
 // usage); "count" is for tokens only (default total). A tokens "limit" (and "burst") is whole
 // tokens; a usd "limit" is USD in JSON (at most 9 decimals) and nano-USD in limits::limit
 // (exact: 1.5 is 1500000000). usd needs fixed_window; concurrency is never metered.
+// "fail_closed" left out is kept unset: the limiter then makes a usd budget fail closed (a
+// local share of a money budget is no budget) and the others follow FAIL_CLOSED.
 // "limit" and "window" are required. "name" may be left out where the caller knows it (the
 // overlay's key, an admin URL): the result's name is then empty and the caller sets it.
 limit::policy policy_from_json(const nlohmann::json& j, const std::string& path);
