@@ -8,6 +8,7 @@
 #include <charconv>
 
 #include "api_error.hpp"
+#include "api_reply.hpp"
 #include "ratelimit_proxy/common/http_text.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
 #include "ratelimit_proxy/limit/keys.hpp"
@@ -19,6 +20,12 @@ namespace ratelimit_proxy::admin {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using json = nlohmann::json;
+using detail::defined_by_admin;
+using detail::member_object;
+using detail::not_found;
+using detail::remove_member;
+using detail::reply;
+using detail::unavailable;
 
 namespace {
 
@@ -29,22 +36,6 @@ bool is_json_media_type(std::string_view content_type) {
     auto semi = content_type.find(';');
     return common::ascii_iequals(common::trim_ows(content_type.substr(0, semi)),
                                  "application/json");
-}
-
-api_response reply(unsigned status, json body) {
-    api_response r;
-    r.status = status;
-    r.body = std::move(body);
-    return r;
-}
-
-json not_found(std::string_view what, std::string_view name, std::string_view field = "name") {
-    return error_body("not_found", "no " + std::string(what) + " named '" + std::string(name) + "'",
-                      field);
-}
-
-json unavailable() {
-    return error_body("unavailable", "Redis did not answer; try again");
 }
 
 json no_token(std::string_view id) {
@@ -73,43 +64,28 @@ bool in_list(const std::vector<std::string>& list, std::string_view name) {
     return std::ranges::find(list, name) != list.end();
 }
 
-json& member_object(json& overlay, const char* name) {
-    json& m = overlay[name];
-    if (!m.is_object())
-        m = json::object();
-    return m;
-}
-
-// Deleting a member the config file defines leaves a null that hides it; one the admin API
-// made just goes.
-void remove_member(json& overlay, const char* section, const std::string& name, bool in_file) {
-    json& members = member_object(overlay, section);
-    if (in_file)
-        members[name] = nullptr;
-    else
-        members.erase(name);
-}
-
 // What a delete answers besides the version.
 auto deleted(const std::string& name) {
     return [name](const update_result&) { return json{{"deleted", name}}; };
 }
 
-// A member that is an object in the overlay: the admin API defined it.
-bool defined_by_admin(const json& overlay, const char* section, const std::string& name) {
-    auto s = overlay.find(section);
-    if (s == overlay.end() || !s->is_object())
-        return false;
-    auto m = s->find(name);
-    return m != s->end() && m->is_object();
+// The overrides are stored in the units the limits are kept in (nano-USD for a usd policy):
+// shown in the units the API takes (USD), as the rules in force define each policy.
+json overrides_out(const json& stored, const limit::rule_set& rules) {
+    try {
+        return config::token_overrides_to_json(
+            config::token_overrides_from_json(stored, "overrides"), &rules);
+    } catch (const config::config_error&) {
+        return stored;  // unreadable: the proxy ignores them; show them as they are
+    }
 }
 
-json token_out(const auth::token_record& t) {
+json token_out(const auth::token_record& t, const limit::rule_set& rules) {
     return {{"id", t.id},
             {"tier", t.tier ? json(*t.tier) : json()},
             {"created_at", t.created_at ? json(*t.created_at) : json()},
             {"last_seen", t.last_seen ? json(*t.last_seen) : json()},
-            {"overrides", t.overrides}};
+            {"overrides", overrides_out(t.overrides, rules)}};
 }
 
 }  // namespace
@@ -177,6 +153,15 @@ const route_table<admin_api::handler>& admin_api::routes() {
         {"/admin/shadow", v::get, &admin_api::get_shadow},
         {"/admin/shadow", v::put, &admin_api::put_shadow},
         {"/admin/stats", v::get, &admin_api::stats},
+        {"/admin/prices", v::get, &admin_api::list_prices},
+        {"/admin/prices", v::put, &admin_api::put_prices},
+        {"/admin/prices/{model}", v::get, &admin_api::get_price},
+        {"/admin/prices/{model}", v::put, &admin_api::put_price},
+        {"/admin/prices/{model}", v::delete_, &admin_api::delete_price},
+        {"/admin/budgets/{policy}", v::get, &admin_api::get_budget},
+        {"/admin/budgets/{policy}", v::delete_, &admin_api::reset_budget},
+        {"/admin/budgets/{policy}/credit", v::post, &admin_api::credit_budget},
+        {"/admin/usage", v::get, &admin_api::usage},
     };
     return table;
 }
@@ -484,8 +469,9 @@ admin_api::response admin_api::list_tokens(request& r) {
     if (listed.status != auth::record_status::ok)
         co_return reply(503, unavailable());
     json tokens = json::array();
+    const auto rules = rules_.current();
     for (const auto& t : listed.value.tokens)
-        tokens.push_back(token_out(t));
+        tokens.push_back(token_out(t, *rules));
     const bool complete = listed.value.cursor == "0";
     co_return reply(200, {{"tokens", std::move(tokens)},
                           {"cursor", std::move(listed.value.cursor)},
@@ -499,7 +485,7 @@ admin_api::response admin_api::get_token(request& r) {
         co_return reply(404, no_token(token.id));
     if (record.status != auth::record_status::ok)
         co_return reply(503, unavailable());
-    co_return reply(200, token_out(record.value));
+    co_return reply(200, token_out(record.value, *rules_.current()));
 }
 
 admin_api::response admin_api::patch_token(request& r) {
@@ -519,7 +505,8 @@ admin_api::response admin_api::patch_token(request& r) {
         // null removes them, as an empty object does.
         change.overrides.emplace();
         if (!it->is_null()) {
-            *change.overrides = config::token_overrides_from_json(*it, "overrides");
+            // A usd policy's limit is USD here, nano-USD as stored.
+            *change.overrides = config::token_overrides_from_json(*it, "overrides", rules.get());
             for (const auto& [policy, o] : *change.overrides)
                 if (!rules->find_policy(policy))
                     co_return reply(400, error_body("invalid", "no policy named '" + policy + "'",
@@ -542,7 +529,7 @@ admin_api::response admin_api::patch_token(request& r) {
         co_return reply(404, no_token(token.id));
     if (record.status != auth::record_status::ok)
         co_return reply(503, unavailable());
-    json out = token_out(record.value);
+    json out = token_out(record.value, *rules_.current());
     out["propagated"] = bumped.status == 200;
     if (bumped.status == 200)
         out["version"] = bumped.version;
@@ -660,16 +647,21 @@ admin_api::response admin_api::show_bucket(request& r) {
 
 admin_api::response admin_api::reset_bucket(request& r) {
     const auto b = find_bucket(rules_, r.param("policy"), r.param("key"), "the bucket is required");
-    const auto& key = b.key;
+    auto out = co_await delete_state(b.key);
+    if (out.status == 200) {
+        out.body["policy"] = b.policy->name;
+        out.body["bucket"] = *b.bucket;
+    }
+    co_return out;
+}
+
+admin_api::response admin_api::delete_state(const std::string& key) {
     const std::string_view args[] = {"DEL", key};
     auto del = co_await redis::await_command(rules_.redis(), args);
     if (!del.ok() || del.reply.type != redis::reply_type::integer)
         co_return reply(503, unavailable());
     spdlog::info("admin API: bucket {} reset", key);
-    json out = {{"policy", b.policy->name},
-                {"bucket", *b.bucket},
-                {"key", key},
-                {"deleted", del.reply.integer > 0}};
+    json out = {{"key", key}, {"deleted", del.reply.integer > 0}};
     // Instances remember keys known to be over their limit until the retry time; the version
     // bump makes them forget, so the reset takes effect at once everywhere.
     auto bumped = co_await rules_.bump_version();

@@ -34,6 +34,10 @@ struct api_response {
     unsigned status = 200;
     nlohmann::json body;
     std::string allow;  // for 405: the methods the resource has
+    // Set for an answer that is not JSON (GET /admin/usage?format=csv): `text` is sent
+    // as it is with this Content-Type, and `body` is not.
+    std::string content_type;
+    std::string text;
 };
 
 using api_responder = std::function<void(api_response)>;
@@ -46,6 +50,10 @@ class admin_api : public std::enable_shared_from_this<admin_api> {
     // Answers an authenticated request; `done` is called exactly once, on the control
     // io_context, never before handle returns.
     void handle(api_request req, api_responder done);
+
+    // What GET/DELETE /admin/budgets/{policy} and POST .../credit name: the policy, its bucket
+    // and the numbers that apply to it (admin_budgets.cpp).
+    struct budget_target;
 
   private:
     // One request as the handlers see it.
@@ -97,6 +105,17 @@ class admin_api : public std::enable_shared_from_this<admin_api> {
     response put_shadow(request& r);
     response stats(request& r);
 
+    response list_prices(request& r);
+    response put_prices(request& r);
+    response get_price(request& r);
+    response put_price(request& r);
+    response delete_price(request& r);
+
+    response get_budget(request& r);
+    response reset_budget(request& r);
+    response credit_budget(request& r);
+    response usage(request& r);
+
     using describer = std::function<nlohmann::json(const update_result&)>;
     // Runs an overlay update; on success answers `describe(result)` plus the new version.
     // Coroutines here take references, and callers pass named objects: GCC 12 mishandles
@@ -105,6 +124,11 @@ class admin_api : public std::enable_shared_from_this<admin_api> {
                     unsigned success_status = 200);
     // The token with this id (as the client wrote it); throws api_error (400, 404, 409, 503).
     boost::asio::awaitable<auth::token_ref> find_token(const std::string& raw_id);
+    // DEL of one stored key, then the version bump that makes every instance forget what it
+    // remembers of it (the over-limit cache). Answers {"key", "deleted", "propagated"} or 503.
+    response delete_state(const std::string& key);
+    boost::asio::awaitable<budget_target> find_budget(request& r, const std::string* token,
+                                                      const std::string* client);
 
     boost::asio::any_io_executor ex_;
     control_plane& rules_;

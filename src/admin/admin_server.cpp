@@ -190,6 +190,9 @@ class session : public std::enable_shared_from_this<session> {
     }
 
     void send(api_response r, bool close, bool unauthorized) {
+        if (!r.content_type.empty())
+            return write(r.status, r.content_type, std::move(r.text), close, unauthorized, r.allow,
+                         false);
         write(r.status, json_type,
               r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", close,
               unauthorized, r.allow, false);

@@ -49,6 +49,26 @@ void merge_named(std::vector<T>& items, const json& v, const std::string& field,
     }
 }
 
+// The overlay's "pricing": model -> price (set) or null (deleted, also one of the file's).
+void merge_prices(metering::price_table& table, const json& v, const std::string& field) {
+    if (!v.is_object())
+        throw config_error(field, "expected an object: model -> price or null");
+    metering::price_table merged;
+    for (const auto& [model, price] : table.entries())
+        if (!v.contains(model))
+            merged.set(model, price);
+    for (auto it = v.begin(); it != v.end(); ++it) {
+        const std::string path = field + "." + it.key();
+        if (!is_valid_model_pattern(it.key()))
+            throw config_error(path,
+                               "must be a model name of 1-128 characters without control "
+                               "characters, or a prefix ending in '*'");
+        if (!it.value().is_null())
+            merged.set(it.key(), price_from_json(it.value(), path));
+    }
+    table = std::move(merged);
+}
+
 std::string join_names(const std::vector<limit::tier>& tiers) {
     std::string out;
     for (const auto& t : tiers)
@@ -94,7 +114,9 @@ void apply_overlay(limit::rule_definitions& d, const json& overlay) {
                [&](const json& v, const std::string& field) {
                    d.registration = registration_from_json(v, field);
                })
-        .field("shadow_mode", bool_into(d.shadow_all));
+        .field("shadow_mode", bool_into(d.shadow_all))
+        .field("pricing",
+               [&](const json& v, const std::string& field) { merge_prices(d.pricing, v, field); });
     r.reject_unknown();
 }
 
@@ -147,6 +169,7 @@ void check_whole(limit::rule_definitions& d, unsigned workers) {
     validate_access_list(d.block, "block");
     validate_override(d.override_state, "override");
     validate_registration(d.registration, "registration");
+    validate_pricing(d.pricing, "pricing");
 }
 
 }  // namespace
@@ -162,6 +185,7 @@ std::shared_ptr<const limit::rule_set> build_rule_set(const settings& file, cons
     d.block = file.block;
     d.registration = file.registration;
     d.shadow_all = file.shadow_mode;
+    d.pricing = file.pricing;
     d.version = version;
     if (!overlay.is_null())
         apply_overlay(d, overlay);

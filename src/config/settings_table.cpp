@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -56,6 +57,12 @@ template <class T>
 requires std::is_unsigned_v<T>
 void from_json(T& out, const json& v, const std::string& field) {
     unsigned_into(out)(v, field);
+}
+void from_json(std::int64_t& out, const json& v, const std::string& field) {
+    if (!v.is_number_integer() ||
+        (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)))
+        throw config_error(field, "expected an integer");
+    out = v.get<std::int64_t>();
 }
 
 // --- Values read from an environment variable's text, likewise.
@@ -330,6 +337,27 @@ std::vector<setting> make_table() {
                       throw config_error(label, "must be at least 300");
               }),
 
+        // File only: budgets are set up with policies and prices, which live in the file too.
+        value("budget.default_max_output_tokens",
+              at(&settings::budget, &budget_settings::default_max_output_tokens),
+              [](settings& s, const std::string& label) {
+                  const auto n = s.budget.default_max_output_tokens;
+                  if (n < 1 || n > 10'000'000)
+                      throw config_error(label, "must be from 1 to 10000000");
+              }),
+        value("budget.max_body_bytes", at(&settings::budget, &budget_settings::max_body_bytes),
+              [](settings& s, const std::string& label) {
+                  const auto n = s.budget.max_body_bytes;
+                  if (n < 1024 || n > 64 * 1024 * 1024)
+                      throw config_error(label, "must be from 1024 (1 KiB) to 67108864 (64 MiB)");
+              }),
+        value("budget.hold_time_ms", at(&settings::budget, &budget_settings::hold_time),
+              [](settings& s, const std::string& label) {
+                  // Shorter than a slow stream, a hold would lapse before its settle.
+                  if (s.budget.hold_time.count() < 1000)
+                      throw config_error(label, "must be at least 1000");
+              }),
+
         value("redis.url", "REDIS_URL",
               "redis://[:password@]host[:port][/db] (default redis://127.0.0.1:6379)",
               at(&settings::redis, &redis_settings::url),
@@ -579,6 +607,10 @@ std::vector<setting> make_table() {
          .help = "with mode secret: the X-Registration-Secret clients must send",
          .read_variable = [](const std::string& text, const std::string&,
                              settings& s) { s.registration.secret = text; }},
+        // Model (or prefix*) -> USD per million tokens; the overlay adds to it (admin API).
+        {.path = "pricing",
+         .read_json = [](const json& v, const std::string& field,
+                         settings& s) { s.pricing = pricing_from_json(v, field); }},
     };
 }
 

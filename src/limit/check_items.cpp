@@ -27,15 +27,26 @@ void build_check_items(std::span<const policy* const> policies, const check_subj
                        std::vector<check_item>& items) {
     std::size_t used = 0;
     for (const policy* p : policies) {
+        const std::size_t index = used;
         auto& item = used < items.size() ? items[used] : items.emplace_back();
         ++used;
         item.source = p;
         assign_bucket_key(item.key, s.key_prefix, p->name, p->key, s.token_id, s.client_address,
                           s.method, s.path);
         apply_limits(item.numbers, *p, s.overrides, s.scale);
-        item.cost = p->cost;
         item.shadow = p->shadow || s.shadow_all;
         item.lease_id = {};
+        item.metered = p->metered();
+        if (item.metered) {
+            // What the request may use at most, held until it is settled.
+            item.cost = index < s.metered_costs.size() ? s.metered_costs[index] : 0;
+            item.hold_id = s.hold_id;
+            item.hold_seconds = s.hold_seconds;
+        } else {
+            item.cost = p->cost;
+            item.hold_id = {};
+            item.hold_seconds = 0;
+        }
         if (p->algo == algorithm::concurrency) {
             item.numbers.window_seconds = s.lease_seconds;
             item.numbers.burst = 0;

@@ -130,3 +130,66 @@ TEST_F(CheckItemsTest, WithoutATokenTheClientAddressStillKeysPerIpPolicies) {
     limit::build_check_items(ps, s, items_);
     EXPECT_EQ(items_[0].key, "{rlp}:rl:ip:203.0.113.5");
 }
+
+TEST_F(CheckItemsTest, MeteredItemsCostTheirReservationNotThePolicyCost) {
+    limit::policy tokens = make("tokens", limit::key_kind::token, 100000);
+    tokens.what = limit::meter::tokens;
+    tokens.algo = limit::algorithm::fixed_window;
+    limit::policy usd = make("usd", limit::key_kind::token, 5e9);
+    usd.what = limit::meter::usd;
+    usd.algo = limit::algorithm::fixed_window;
+    per_token_.cost = 3;
+    const limit::policy* ps[] = {&per_token_, &tokens, &usd};
+    const double reservations[] = {999, 4096 + 120, 2.5e6};
+    auto s = subject();
+    s.metered_costs = reservations;
+    s.hold_id = "inst:1:42";
+    s.hold_seconds = 900;
+    limit::build_check_items(ps, s, items_);
+    ASSERT_EQ(items_.size(), 3u);
+    EXPECT_FALSE(items_[0].metered);
+    EXPECT_EQ(items_[0].cost, 3);  // requests: the policy's cost, whatever the span says
+    EXPECT_EQ(items_[0].hold_id, "");
+    EXPECT_EQ(items_[0].hold_seconds, 0);
+    for (std::size_t i : {1u, 2u}) {
+        EXPECT_TRUE(items_[i].metered) << i;
+        EXPECT_EQ(items_[i].cost, reservations[i]) << i;
+        EXPECT_EQ(items_[i].hold_id, "inst:1:42") << i;
+        EXPECT_EQ(items_[i].hold_seconds, 900) << i;
+    }
+    EXPECT_EQ(items_[2].numbers.limit, 5e9);
+}
+
+TEST_F(CheckItemsTest, ReusedItemsForgetTheHoldOfTheRequestBefore) {
+    limit::policy tokens = make("tokens", limit::key_kind::token, 100000);
+    tokens.what = limit::meter::tokens;
+    const limit::policy* metered[] = {&tokens};
+    const double reservation[] = {500};
+    auto s = subject();
+    s.metered_costs = reservation;
+    s.hold_id = "h1";
+    s.hold_seconds = 60;
+    limit::build_check_items(metered, s, items_);
+    ASSERT_TRUE(items_[0].metered);
+    const limit::policy* plain[] = {&per_token_};
+    limit::build_check_items(plain, subject(), items_);
+    ASSERT_EQ(items_.size(), 1u);
+    EXPECT_FALSE(items_[0].metered);
+    EXPECT_EQ(items_[0].cost, 1);
+    EXPECT_EQ(items_[0].hold_id, "");
+    EXPECT_EQ(items_[0].hold_seconds, 0);
+}
+
+TEST_F(CheckItemsTest, AMeteredPolicyWithoutAReservationReservesNothing) {
+    limit::policy tokens = make("tokens", limit::key_kind::token, 100000);
+    tokens.what = limit::meter::tokens;
+    tokens.cost = 7;
+    const limit::policy* ps[] = {&per_token_, &tokens};
+    const double only_first[] = {1};
+    auto s = subject();
+    s.metered_costs = only_first;
+    limit::build_check_items(ps, s, items_);
+    ASSERT_EQ(items_.size(), 2u);
+    EXPECT_TRUE(items_[1].metered);
+    EXPECT_EQ(items_[1].cost, 0);
+}

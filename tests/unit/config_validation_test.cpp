@@ -531,3 +531,56 @@ TEST(ConfigValidation, ConcurrencyLeaseDefaultsToAMinuteAndRefusesTinyValues) {
                   .find("rate_limit.concurrency_lease_ms"),
               std::string::npos);
 }
+
+TEST(ConfigValidation, BudgetSettingsHaveDefaultsAndComeFromTheFileOnly) {
+    auto s = config::load(std::nullopt, minimal_env());
+    EXPECT_EQ(s.budget.default_max_output_tokens, 4096);
+    EXPECT_EQ(s.budget.max_body_bytes, 8u * 1024 * 1024);
+    EXPECT_EQ(s.budget.hold_time, std::chrono::milliseconds(900000));
+    auto f = config::parse_json(R"({"budget": {"default_max_output_tokens": 1000,
+                                               "max_body_bytes": 2048, "hold_time_ms": 5000}})",
+                                "test.json");
+    EXPECT_EQ(f.budget.default_max_output_tokens, 1000);
+    EXPECT_EQ(f.budget.max_body_bytes, 2048u);
+    EXPECT_EQ(f.budget.hold_time, std::chrono::milliseconds(5000));
+    for (const auto& row : config::settings_table())
+        if (row.path.starts_with("budget.") || row.path == "pricing")
+            EXPECT_TRUE(row.variable.empty()) << row.path;
+}
+
+TEST(ConfigValidation, BudgetSettingsOutOfRangeAreNamed) {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"budget": {"default_max_output_tokens": 0}})", "budget.default_max_output_tokens"},
+        {R"({"budget": {"default_max_output_tokens": 10000001}})",
+         "budget.default_max_output_tokens"},
+        {R"({"budget": {"default_max_output_tokens": -5}})", "budget.default_max_output_tokens"},
+        {R"({"budget": {"default_max_output_tokens": 1.5}})", "budget.default_max_output_tokens"},
+        {R"({"budget": {"max_body_bytes": 1023}})", "budget.max_body_bytes"},
+        {R"({"budget": {"max_body_bytes": 67108865}})", "budget.max_body_bytes"},
+        {R"({"budget": {"hold_time_ms": 999}})", "budget.hold_time_ms"},
+        {R"({"budget": {"hold": 1000}})", "budget.hold"},
+    };
+    for (auto [json, field] : cases) {
+        auto msg = error_of(minimal_env(), std::string(json));
+        EXPECT_EQ(msg.rfind(std::string(field) + ": ", 0), 0u) << json << ": " << msg;
+    }
+    EXPECT_EQ(error_of(minimal_env(), R"({"budget": {"default_max_output_tokens": 10000000,
+                                                     "max_body_bytes": 67108864,
+                                                     "hold_time_ms": 1000}})"),
+              "");
+}
+
+TEST(ConfigValidation, BudgetPolicyErrorsNameThePolicyAndField) {
+    auto msg = error_of(minimal_env(), R"({"policies": [
+        {"name": "spend", "meter": "usd", "limit": 5, "window": "day"}]})");
+    EXPECT_EQ(msg.rfind("policies.spend.meter: ", 0), 0u) << msg;
+    msg = error_of(minimal_env(), R"({"policies": [
+        {"name": "spend", "algorithm": "fixed_window", "meter": "usd", "limit": 5.0000000001,
+         "window": "day"}]})");
+    EXPECT_EQ(msg.rfind("policies.spend.limit: ", 0), 0u) << msg;
+    EXPECT_EQ(error_of(minimal_env(), R"({"policies": [
+        {"name": "spend", "algorithm": "fixed_window", "meter": "usd", "limit": 5,
+         "window": "month"}],
+        "pricing": {"gpt-4o": {"input": 2.5, "output": 10}}})"),
+              "");
+}

@@ -4,6 +4,7 @@
 
 #include "ratelimit_proxy/config/config.hpp"
 #include "ratelimit_proxy/config/policy_json.hpp"
+#include "ratelimit_proxy/config/rule_overlay.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
 
 namespace config = ratelimit_proxy::config;
@@ -334,4 +335,242 @@ TEST_F(PolicyJsonTest, ConcurrencyRefusesWindowBurstAndCostOtherThanOne) {
               std::string::npos);
     EXPECT_EQ(field_of(R"({"algorithm": "concurrency"})"), "policies.p.limit");
     EXPECT_EQ(field_of(R"({"algorithm": "concurrency", "limit": 0})"), "policies.p.limit");
+}
+
+// ---- Metered policies: tokens and usd budgets.
+
+TEST_F(PolicyJsonTest, MeterDefaultsToRequestsWithTotalCount) {
+    auto p = read(R"({"limit": 5, "window": 1})");
+    EXPECT_EQ(p.what, limit::meter::requests);
+    EXPECT_EQ(p.counts, limit::token_count::total);
+    EXPECT_FALSE(p.metered());
+    EXPECT_TRUE(p.match.model.empty());
+}
+
+TEST_F(PolicyJsonTest, ReadsATokensBudgetWithItsCountAndModel) {
+    auto p = read(R"({"algorithm": "sliding_window", "meter": "tokens", "count": "output",
+                      "limit": 100000, "window": "hour", "match": {"model": "gpt-4o*"}})");
+    EXPECT_EQ(p.what, limit::meter::tokens);
+    EXPECT_EQ(p.counts, limit::token_count::output);
+    EXPECT_EQ(p.match.model, "gpt-4o*");
+    EXPECT_DOUBLE_EQ(p.numbers.limit, 100000);
+    EXPECT_TRUE(p.metered());
+    EXPECT_TRUE(p.needs_body());
+}
+
+TEST_F(PolicyJsonTest, TokensWorkWithEveryWindowAlgorithm) {
+    for (const char* algo : {"token_bucket", "gcra", "sliding_window", "fixed_window"})
+        EXPECT_EQ(error_of(std::string(R"({"meter": "tokens", "limit": 1000, "window": 60,
+                                           "algorithm": ")") +
+                           algo + "\"}"),
+                  "")
+            << algo;
+}
+
+TEST_F(PolicyJsonTest, UsdLimitIsUsdInJsonAndExactNanoUsdInside) {
+    const std::pair<const char*, double> amounts[] = {
+        {"1.5", 1.5e9}, {"0.1", 1e8}, {"0.000000001", 1}, {"25", 25e9},
+        {"1e-3", 1e6},  {"0.3", 3e8}, {"9000000", 9e15},  {"123.456789012", 123456789012}};
+    for (auto [text, nano] : amounts) {
+        auto p = read(std::string(R"({"algorithm": "fixed_window", "meter": "usd", "window":
+                                      "month", "limit": )") +
+                      text + "}");
+        EXPECT_EQ(p.numbers.limit, nano) << text;  // exact, not merely close
+        auto back = config::policy_to_json(p);
+        EXPECT_EQ(back["limit"], json::parse(text)) << text;
+    }
+}
+
+TEST_F(PolicyJsonTest, UsdLimitRejectsMoreThanNineDecimalsAndNonsense) {
+    for (const char* bad :
+         {"0.0000000001", "1.0000000001", "0", "-1", "9000000.5", "1e7", "\"5\"", "true"}) {
+        auto msg = error_of(std::string(R"({"algorithm": "fixed_window", "meter": "usd",
+                                            "window": "day", "limit": )") +
+                            bad + "}");
+        EXPECT_NE(msg.find("policies.p.limit: "), std::string::npos) << bad << ": " << msg;
+        EXPECT_NE(msg.find("9 decimals"), std::string::npos) << bad << ": " << msg;
+    }
+}
+
+TEST_F(PolicyJsonTest, UsdNeedsAFixedWindow) {
+    for (const char* algo : {"token_bucket", "gcra", "sliding_window"}) {
+        auto msg = error_of(std::string(R"({"meter": "usd", "limit": 5, "window": 60,
+                                            "algorithm": ")") +
+                            algo + "\"}");
+        EXPECT_NE(msg.find("policies.p.meter: "), std::string::npos) << algo << ": " << msg;
+        EXPECT_NE(msg.find("fixed_window"), std::string::npos) << msg;
+    }
+    for (const char* window : {"\"day\"", "\"week\"", "\"month\"", "\"lifetime\"", "3600"})
+        EXPECT_EQ(error_of(std::string(R"({"meter": "usd", "limit": 5, "algorithm":
+                                           "fixed_window", "window": )") +
+                           window + "}"),
+                  "")
+            << window;
+}
+
+TEST_F(PolicyJsonTest, ConcurrencyIsNeverMetered) {
+    EXPECT_EQ(field_of(R"({"algorithm": "concurrency", "meter": "tokens", "limit": 4})"),
+              "policies.p.meter");
+    EXPECT_EQ(field_of(R"({"algorithm": "concurrency", "meter": "usd", "limit": 4})"),
+              "policies.p.meter");
+}
+
+TEST_F(PolicyJsonTest, CostIsInvalidOnAMeteredPolicy) {
+    auto msg = error_of(R"({"cost": 2, "meter": "tokens", "limit": 1000, "window": 60})");
+    EXPECT_NE(msg.find("policies.p.cost: "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("meter tokens"), std::string::npos) << msg;
+    EXPECT_EQ(field_of(R"({"meter": "usd", "algorithm": "fixed_window", "limit": 1,
+                           "window": "day", "cost": 1})"),
+              "policies.p.cost");
+    // Built otherwise (the overlay merge checks structs too).
+    limit::policy p;
+    p.name = "x";
+    p.what = limit::meter::tokens;
+    p.cost = 3;
+    p.numbers.limit = 1000;
+    try {
+        config::validate_policy(p, "policies.x");
+        ADD_FAILURE();
+    } catch (const config::config_error& e) {
+        EXPECT_EQ(e.field(), "policies.x.cost");
+    }
+}
+
+TEST_F(PolicyJsonTest, CountIsOnlyForTokensAndNamedWhenWrong) {
+    EXPECT_EQ(field_of(R"({"count": "input", "limit": 5, "window": 1})"), "policies.p.count");
+    EXPECT_EQ(field_of(R"({"meter": "usd", "algorithm": "fixed_window", "count": "input",
+                           "limit": 5, "window": 1})"),
+              "policies.p.count");
+    EXPECT_EQ(field_of(R"({"meter": "tokens", "count": "reasoning", "limit": 5, "window": 1})"),
+              "policies.p.count");
+    EXPECT_EQ(field_of(R"({"meter": "joules", "limit": 5, "window": 1})"), "policies.p.meter");
+    EXPECT_EQ(field_of(R"({"meter": 1, "limit": 5, "window": 1})"), "policies.p.meter");
+    limit::policy p;
+    p.name = "x";
+    p.counts = limit::token_count::output;
+    EXPECT_THROW(config::validate_policy(p, "policies.x"), config::config_error);
+}
+
+TEST_F(PolicyJsonTest, TokensLimitsAreWholeTokens) {
+    EXPECT_EQ(field_of(R"({"meter": "tokens", "limit": 1000.5, "window": 60})"),
+              "policies.p.limit");
+    EXPECT_EQ(field_of(R"({"meter": "tokens", "limit": 1000, "burst": 2.5, "window": 60})"),
+              "policies.p.burst");
+    EXPECT_EQ(error_of(R"({"meter": "tokens", "limit": 1000, "burst": 5000, "window": 60})"), "");
+}
+
+TEST_F(PolicyJsonTest, WeekAndLifetimeAreCalendarWindowsOfFixedWindowsOnly) {
+    auto week = read(R"({"algorithm": "fixed_window", "limit": 10, "window": "week"})");
+    EXPECT_EQ(week.numbers.period, limit::calendar::week);
+    EXPECT_DOUBLE_EQ(week.numbers.window_seconds, 7 * 86400);
+    auto life = read(R"({"algorithm": "fixed_window", "limit": 10, "window": "lifetime"})");
+    EXPECT_EQ(life.numbers.period, limit::calendar::lifetime);
+    for (const char* w : {"week", "lifetime"}) {
+        auto msg =
+            error_of(std::string(R"({"algorithm": "gcra", "limit": 10, "window": ")") + w + "\"}");
+        EXPECT_NE(msg.find("policies.p.window: "), std::string::npos) << msg;
+        EXPECT_NE(msg.find(w), std::string::npos) << msg;
+        EXPECT_NE(msg.find("fixed_window"), std::string::npos) << msg;
+    }
+    limit::policy p;
+    p.name = "x";
+    p.numbers.period = limit::calendar::lifetime;  // a token bucket
+    try {
+        config::validate_policy(p, "policies.x");
+        ADD_FAILURE();
+    } catch (const config::config_error& e) {
+        EXPECT_EQ(e.field(), "policies.x.window");
+    }
+}
+
+TEST_F(PolicyJsonTest, ModelMatchIsANameOrAPrefixWithATrailingStar) {
+    EXPECT_EQ(
+        read(R"({"limit": 5, "window": 1, "match": {"model": "claude-3-5-sonnet"}})").match.model,
+        "claude-3-5-sonnet");
+    EXPECT_TRUE(config::is_valid_model_pattern("openai/gpt-4o-mini"));
+    EXPECT_TRUE(config::is_valid_model_pattern("gpt-*"));
+    EXPECT_TRUE(config::is_valid_model_pattern(std::string(128, 'm')));
+    for (std::string bad : {std::string(), std::string(129, 'm'), std::string("gpt*4o"),
+                            std::string("**"), std::string("gpt\n4o"), std::string("a\x7f")})
+        EXPECT_FALSE(config::is_valid_model_pattern(bad)) << bad;
+    for (const char* bad : {R"("")", R"("g*pt")", "7"})
+        EXPECT_EQ(
+            field_of(std::string(R"({"limit": 5, "window": 1, "match": {"model": )") + bad + "}}"),
+            "policies.p.match.model")
+            << bad;
+}
+
+TEST_F(PolicyJsonTest, MeteredPoliciesRoundTripThroughJson) {
+    const char* texts[] = {
+        R"({"name": "spend", "algorithm": "fixed_window", "meter": "usd", "limit": 12.345,
+            "window": "month", "key": "token", "fail_closed": true})",
+        R"({"name": "life", "algorithm": "fixed_window", "meter": "usd", "limit": 100,
+            "window": "lifetime", "key": "global"})",
+        R"({"name": "toks", "algorithm": "token_bucket", "meter": "tokens", "count": "input",
+            "limit": 60000, "window": "minute", "burst": 90000,
+            "match": {"path_prefix": "/api/v1/chat", "model": "gpt-4o*"}})",
+        R"({"name": "weekly", "algorithm": "fixed_window", "meter": "tokens", "limit": 5000000,
+            "window": "week"})",
+    };
+    for (const char* text : texts) {
+        auto p = read(text);
+        const auto j = config::policy_to_json(p);
+        auto again = config::policy_from_json(j, "x");
+        EXPECT_EQ(config::policy_to_json(again), j) << text;
+        EXPECT_EQ(again.what, p.what);
+        EXPECT_EQ(again.counts, p.counts);
+        EXPECT_EQ(again.numbers.limit, p.numbers.limit);
+        EXPECT_EQ(again.numbers.period, p.numbers.period);
+        EXPECT_EQ(again.match.model, p.match.model);
+        EXPECT_FALSE(j.contains("cost")) << j.dump();
+    }
+    const auto spend = config::policy_to_json(read(texts[0]));
+    EXPECT_EQ(spend["meter"], "usd");
+    EXPECT_EQ(spend["limit"], 12.345);  // in USD again
+    EXPECT_FALSE(spend.contains("count"));
+    EXPECT_EQ(config::policy_to_json(read(texts[1]))["window"], "lifetime");
+    EXPECT_EQ(config::policy_to_json(read(texts[2]))["count"], "input");
+    EXPECT_EQ(config::policy_to_json(read(texts[2]))["match"]["model"], "gpt-4o*");
+    EXPECT_EQ(config::policy_to_json(read(texts[3]))["window"], "week");
+    // A requests policy still says what it costs.
+    EXPECT_EQ(config::policy_to_json(read(R"({"limit": 5, "window": 1})"))["cost"], 1);
+    EXPECT_EQ(config::policy_to_json(read(R"({"limit": 5, "window": 1})"))["meter"], "requests");
+}
+
+TEST_F(PolicyJsonTest, UsdOverridesAreUsdInJsonAndNanoUsdInside) {
+    auto s = config::parse_json(R"({
+        "upstream": {"url": "http://127.0.0.1:1"},
+        "policies": [
+          {"name": "spend", "algorithm": "fixed_window", "meter": "usd", "limit": 10,
+           "window": "month"},
+          {"name": "toks", "algorithm": "fixed_window", "meter": "tokens", "limit": 1000,
+           "window": "day"},
+          {"name": "reqs", "limit": 10, "window": 60}]})",
+                                "test.json");
+    auto rules = config::build_rule_set(s, json());
+    auto o = config::token_overrides_from_json(
+        json::parse(
+            R"({"spend": {"limit": 2.5}, "toks": {"limit": 5000}, "reqs": {"limit": 0.5}})"),
+        "overrides", rules.get());
+    EXPECT_EQ(*o.at("spend").limit, 2.5e9);
+    EXPECT_EQ(*o.at("toks").limit, 5000);
+    EXPECT_EQ(*o.at("reqs").limit, 0.5);
+    const auto out = config::token_overrides_to_json(o, rules.get());
+    EXPECT_EQ(out["spend"]["limit"], 2.5);
+    EXPECT_EQ(out["toks"]["limit"], 5000);
+    // Without the rules the numbers are as kept (the token records' stored form).
+    const auto stored = config::token_overrides_to_json(o);
+    EXPECT_EQ(stored["spend"]["limit"], 2500000000LL);
+    EXPECT_EQ(*config::token_overrides_from_json(stored, "o").at("spend").limit, 2.5e9);
+    auto field = [&](const char* text) {
+        try {
+            config::token_overrides_from_json(json::parse(text), "overrides", rules.get());
+        } catch (const config::config_error& e) {
+            return e.field();
+        }
+        return std::string();
+    };
+    EXPECT_EQ(field(R"({"spend": {"limit": 0.0000000001}})"), "overrides.spend.limit");
+    EXPECT_EQ(field(R"({"toks": {"limit": 10.5}})"), "overrides.toks.limit");
+    EXPECT_EQ(field(R"({"spend": {"limit": 1.25}})"), "");
 }

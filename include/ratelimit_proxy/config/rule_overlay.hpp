@@ -23,6 +23,7 @@ struct settings;
 //   "override":     { "factor": 0.5, "block_all": false }
 //   "registration": { "mode": "open"|"secret"|"closed", "secret": "...", "per_ip_per_minute": 10 }
 //   "shadow_mode":  bool
+//   "pricing":      { model (or prefix*): price object | null (deleted, the file's too) }
 // Throws config_error naming the bad field (e.g. "policies.burst.limit", or
 // "tiers.pro.policies" for a tier naming a policy that does not exist).
 std::shared_ptr<const limit::rule_set> build_rule_set(const settings& file,

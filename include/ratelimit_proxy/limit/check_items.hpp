@@ -24,8 +24,10 @@ struct check_subject {
     // Concurrency policies: the request's lease id and how long a lease lives unrenewed.
     std::string_view lease_id;
     double lease_seconds = 60;
-    // Metered policies: one reservation per policy (in order; used for metered ones), the
-    // request's hold id and how long the hold lives unsettled.
+    // Metered policies (policy::metered()): the reservation of each, in its meter's unit
+    // (tokens, nano-USD), one entry per policy given to build_check_items, in the same order
+    // (the entries of the other policies are not read; a missing entry reserves 0). And the
+    // request's hold id and how long its holds live unsettled.
     std::span<const double> metered_costs;
     std::string_view hold_id;
     double hold_seconds = 0;
@@ -35,7 +37,8 @@ struct check_subject {
 // kept across requests, so once they have grown nothing is allocated. Each item's numbers are
 // the policy's, then the token's override for it, if any, then the scale, which tightens,
 // never loosens, and leaves at least one request per window possible. A concurrency item's
-// window is the lease time (a window or burst override does not apply to it).
+// window is the lease time (a window or burst override does not apply to it). A metered item
+// costs its reservation (never the policy's cost) and carries the hold id and time.
 void build_check_items(std::span<const policy* const> policies, const check_subject& s,
                        std::vector<check_item>& items);
 
