@@ -58,7 +58,8 @@ struct received_request {
     std::optional<std::int64_t> max_completion_tokens;  // chat (newer name)
     std::optional<std::int64_t> max_output_tokens;      // responses
 
-    // What the mock answered.
+    // What the mock answered: final once wait_for_requests counts this request (a client can
+    // have read the whole answer a moment before).
     unsigned status = 0;
     std::uint64_t response_body_bytes = 0;   // body bytes written (before chunked framing)
     std::uint64_t response_body_writes = 0;  // socket writes that carried them

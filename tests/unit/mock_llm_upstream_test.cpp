@@ -131,6 +131,9 @@ TEST_F(MockLlmUpstreamTest, ChatJsonReportsTheUsageItIsTold) {
     EXPECT_FALSE(rec->max_completion_tokens);
     EXPECT_TRUE(rec->stream_options.is_null());
     EXPECT_EQ(rec->json["messages"][0]["content"], "hi");
+    // The client can read the answer before the mock has noted how it ended.
+    ASSERT_TRUE(mock_.wait_for_requests(1, std::chrono::seconds(5)));
+    rec = mock_.last_request();
     EXPECT_EQ(rec->status, 200u);
     EXPECT_EQ(rec->end, mock_response_end::complete);
     EXPECT_EQ(rec->response_body_bytes, r.body.size());
@@ -339,6 +342,7 @@ TEST_F(MockLlmUpstreamTest, RateLimitErrorIsRetryableOpenAiShape) {
     EXPECT_EQ(j["error"]["code"], "rate_limit_exceeded");
     EXPECT_TRUE(j["error"]["message"].is_string());
     EXPECT_FALSE(j.contains("usage"));
+    ASSERT_TRUE(mock_.wait_for_requests(1, std::chrono::seconds(5)));
     EXPECT_EQ(mock_.last_request()->status, 429u);
 }
 
