@@ -69,16 +69,26 @@ class BudgetTest : public proxy_fixture<mock_llm_upstream> {
         return post("/api/chat/completions", body, std::move(extra), on);
     }
 
+    // For answers that end short (a cut stream): the status, 0 when the client gave up.
+    unsigned try_chat(const std::string& body, header_list extra = {}) {
+        try {
+            return chat(body, std::move(extra)).status;
+        } catch (const std::exception&) {
+            return 0;
+        }
+    }
+
     json budget() {
         auto r = http_get(proxy->port(), "/budget", bearer(token));
         EXPECT_EQ(r.status, 200u) << r.body;
         return r.json();
     }
     json budget_named(const std::string& name) {
-        for (const auto& b : budget()["budgets"])
+        const auto all = budget();
+        for (const auto& b : all["budgets"])
             if (b["policy"] == name)
                 return b;
-        ADD_FAILURE() << "no budget " << name;
+        ADD_FAILURE() << "no budget " << name << " in " << all.dump();
         return {};
     }
     // The fixed window's spent count as Redis holds it (0 when absent).
@@ -230,8 +240,9 @@ TEST_F(BudgetTest, ModelScopedBudgetLeavesOtherModelsAlone) {
 TEST_F(BudgetTest, SpentBudgetAnswersInsufficientQuotaThatSdksDoNotRetry) {
     start(config_with(R"({"name": "small", "algorithm": "fixed_window", "meter": "tokens",
                           "limit": 1000, "window": "day"})"));
-    ASSERT_EQ(chat(chat_body(), {{"x-mock-usage", "400,400"}}).status, 200u);
-    ASSERT_TRUE(spent_becomes("small", 800)) << budget().dump();
+    // 900 spent; the next reservation (the body's ~90 bytes + max_tokens 50) does not fit.
+    ASSERT_EQ(chat(chat_body(), {{"x-mock-usage", "450,450"}}).status, 200u);
+    ASSERT_TRUE(spent_becomes("small", 900)) << budget().dump();
     const auto before = upstream.request_count();
     auto r = chat(chat_body());
     ASSERT_EQ(r.status, 429u) << r.body;
@@ -239,7 +250,7 @@ TEST_F(BudgetTest, SpentBudgetAnswersInsufficientQuotaThatSdksDoNotRetry) {
     EXPECT_EQ(body["error"]["code"], "insufficient_quota") << r.body;
     EXPECT_EQ(body["unit"], "tokens") << r.body;
     EXPECT_EQ(r.header("X-Should-Retry"), "false");
-    EXPECT_EQ(r.header("X-Budget-Remaining"), "200");
+    EXPECT_EQ(r.header("X-Budget-Remaining"), "100");
     // Retry-After: when the day's window resets (midnight UTC).
     const auto retry = header_integer(r, "Retry-After");
     ASSERT_TRUE(retry);
@@ -264,9 +275,8 @@ TEST_F(BudgetTest, UpstreamErrorsChargeNothingAndReleaseTheHold) {
 
 TEST_F(BudgetTest, CutStreamIsChargedAnEstimateWithinItsReservationAndCounted) {
     start(config_with(daily_tokens));
-    auto r = chat(chat_body("gpt-4o-mini", true, 50),
-                  {{"x-mock-cut", "before-usage"}, {"x-mock-usage", "40,45"}});
-    EXPECT_EQ(r.status, 200u);
+    try_chat(chat_body("gpt-4o-mini", true, 50),
+             {{"x-mock-cut", "before-usage"}, {"x-mock-usage", "40,45"}});
     ASSERT_TRUE(within(3s, [&] { return held("daily_tokens") == 0; })) << budget().dump();
     const double charged = spent("daily_tokens");
     EXPECT_GT(charged, 0);
@@ -340,7 +350,7 @@ TEST_F(BudgetTest, TwoInstancesWithFiftyConcurrentRequestsNeverOverspend) {
         calls.push_back(std::async(std::launch::async, [&, port, t = token] {
             try {
                 return http_request(port, http::verb::post, "/api/chat/completions",
-                                    bearer(t, {{"x-mock-usage", "100,60"},
+                                    bearer(t, {{"x-mock-usage", "20,60"},
                                                {"x-mock-delay-ms", "150"},
                                                {"Content-Type", "application/json"}}),
                                     body, 20s)
@@ -361,7 +371,7 @@ TEST_F(BudgetTest, TwoInstancesWithFiftyConcurrentRequestsNeverOverspend) {
     EXPECT_GT(refused, 0);
     ASSERT_TRUE(within(5s, [&] { return held("shared") == 0; })) << budget().dump();
     // Every reservation was an upper bound: what was spent never passed the limit.
-    EXPECT_EQ(spent("shared"), 160.0 * ok);
+    EXPECT_EQ(spent("shared"), 80.0 * ok);
     EXPECT_LE(spent("shared"), 3000);
     EXPECT_EQ(upstream.request_count(), static_cast<std::size_t>(ok));
 }
@@ -393,7 +403,7 @@ TEST_F(BudgetTest, MeteredEndingsAreCountedInMetrics) {
            {"ADMIN_TOKEN", admin_token}});
     ASSERT_EQ(chat(chat_body(), {{"x-mock-usage", "5,6"}}).status, 200u);
     chat(chat_body(), {{"x-mock-status", "500"}});
-    chat(chat_body("gpt-4o-mini", true), {{"x-mock-cut", "mid-body"}});
+    try_chat(chat_body("gpt-4o-mini", true), {{"x-mock-cut", "mid-body"}});
     ASSERT_TRUE(spent_becomes("daily_tokens", spent("daily_tokens")));
     std::string text;
     ASSERT_TRUE(within(3s, [&] {
