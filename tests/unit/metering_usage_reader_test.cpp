@@ -428,7 +428,7 @@ TEST(MeteringUsageReaderTest, ALastEventWithoutItsBlankLineCountsAtFinish) {
 }
 
 TEST(MeteringUsageReaderTest, MemoryStaysBoundedOverAStreamOfHundredsOfMebibytes) {
-#ifdef RLP_SANITIZE
+#ifdef RLP_SANITIZED
     const std::size_t total = std::size_t{24} << 20;
 #else
     const std::size_t total = std::size_t{200} << 20;
