@@ -109,13 +109,27 @@ bool policy::matches(std::string_view method, std::string_view path) const {
     return decoded.size() == prefix.size() || prefix.back() == '/' || decoded[prefix.size()] == '/';
 }
 
-std::string_view to_string(algorithm a) { return name_of(algorithm_names, a); }
-std::string_view to_string(key_kind k) { return name_of(key_names, k); }
-std::string_view to_string(meter m) { return name_of(meter_names, m); }
-std::string_view to_string(token_count c) { return name_of(token_count_names, c); }
-std::optional<algorithm> algorithm_from(std::string_view s) { return value_of(algorithm_names, s); }
-std::optional<key_kind> key_kind_from(std::string_view s) { return value_of(key_names, s); }
-std::optional<meter> meter_from(std::string_view s) { return value_of(meter_names, s); }
+std::string_view to_string(algorithm a) {
+    return name_of(algorithm_names, a);
+}
+std::string_view to_string(key_kind k) {
+    return name_of(key_names, k);
+}
+std::string_view to_string(meter m) {
+    return name_of(meter_names, m);
+}
+std::string_view to_string(token_count c) {
+    return name_of(token_count_names, c);
+}
+std::optional<algorithm> algorithm_from(std::string_view s) {
+    return value_of(algorithm_names, s);
+}
+std::optional<key_kind> key_kind_from(std::string_view s) {
+    return value_of(key_names, s);
+}
+std::optional<meter> meter_from(std::string_view s) {
+    return value_of(meter_names, s);
+}
 std::optional<token_count> token_count_from(std::string_view s) {
     return value_of(token_count_names, s);
 }

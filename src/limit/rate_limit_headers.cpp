@@ -91,8 +91,7 @@ rate_limit_headers make_headers(const decision& d) {
     const auto& denying = d.results[static_cast<std::size_t>(d.tightest)];
     const bool lifetime_spent = !d.allowed && denying.source->metered() && !denying.held_out &&
                                 denying.source->numbers.period == calendar::lifetime;
-    const auto retry_after =
-        std::max<std::int64_t>(1, ceil_seconds(denying.retry_after_seconds));
+    const auto retry_after = std::max<std::int64_t>(1, ceil_seconds(denying.retry_after_seconds));
     if (!d.allowed && !lifetime_spent)
         h.retry_after = std::to_string(retry_after);
     if (d.tightest_request < 0)

@@ -1,7 +1,7 @@
 #include "ratelimit_proxy/server/admission.hpp"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -395,9 +395,8 @@ void admission::check_limit(handler_ptr& h) {
     s.token_id = identity_.id;
     s.overrides = identity_.overrides.get();
     s.scale = scale_;
-    const bool concurrency = std::ranges::any_of(selected_, [](const limit::policy* p) {
-        return p->algo == limit::algorithm::concurrency;
-    });
+    const bool concurrency = std::ranges::any_of(
+        selected_, [](const limit::policy* p) { return p->algo == limit::algorithm::concurrency; });
     if (concurrency || metered_.active()) {
         // One id per request: its lease and its hold are in different keys.
         hold_id_.assign(leases_.new_id());
@@ -408,8 +407,7 @@ void admission::check_limit(handler_ptr& h) {
         if (metered_.active()) {
             s.metered_costs = reservations_;
             s.hold_id = hold_id_;
-            s.hold_seconds =
-                std::chrono::duration<double>(ctx_.settings.budget.hold_time).count();
+            s.hold_seconds = std::chrono::duration<double>(ctx_.settings.budget.hold_time).count();
         }
     }
     limit::build_check_items(selected_, s, items_);
@@ -447,9 +445,8 @@ bool admission::prepare_metering(handler_ptr& h) {
         deliver(h);
         return false;
     }
-    std::erase_if(selected_, [&](const limit::policy* p) {
-        return !p->match.matches_model(info->model);
-    });
+    std::erase_if(selected_,
+                  [&](const limit::policy* p) { return !p->match.matches_model(info->model); });
     if (!std::ranges::any_of(selected_, is_metered))
         return true;
     const auto default_max = ctx_.settings.budget.default_max_output_tokens;
@@ -696,7 +693,8 @@ void admission::deny_budget(const limit::policy_result& r, const limit::check_it
     if (item.cost > r.quota) {
         // Never fits, whatever is spent: asking again would not help; a smaller request would.
         verdict_.label = "budget-too-small";
-        verdict_.local(http::status::bad_request, "request_exceeds_budget", "this request may cost up to ");
+        verdict_.local(http::status::bad_request, "request_exceeds_budget",
+                       "this request may cost up to ");
         verdict_.message.append(limit::budget_amount_text(p, item.cost))
             .append(unit)
             .append(" (its input bound plus its max tokens), more than budget \"")

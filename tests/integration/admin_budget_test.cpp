@@ -221,10 +221,8 @@ TEST_F(AdminBudgetTest, UsageExportReadsThePerTokenDailyRecords) {
         EXPECT_EQ(e.json()["field"], field) << target << ": " << e.body;
     }
     // From and to count: 2024-02-01 .. 2025-03-06 is exactly 400 days (2024 is a leap year).
-    EXPECT_EQ(admin(a, http::verb::get, "/admin/usage?from=2024-02-01&to=2025-03-06").status,
-              200u);
-    EXPECT_EQ(admin(a, http::verb::get, "/admin/usage?from=2024-02-01&to=2025-03-07").status,
-              400u);
+    EXPECT_EQ(admin(a, http::verb::get, "/admin/usage?from=2024-02-01&to=2025-03-06").status, 200u);
+    EXPECT_EQ(admin(a, http::verb::get, "/admin/usage?from=2024-02-01&to=2025-03-07").status, 400u);
 }
 
 TEST_F(AdminBudgetTest, BudgetStateIsReadCreditedAndResetPerToken) {

@@ -289,11 +289,11 @@ TEST_F(BudgetTest, ClientGoneMidStreamReleasesItsHold) {
     {
         http_connection c(proxy->port(), 5s);
         const auto body = chat_body("gpt-4o-mini", true, 50);
-        std::string raw = "POST /api/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                          token +
-                          "\r\nContent-Type: application/json\r\nx-mock-chunks: 50\r\n"
-                          "x-mock-chunk-delay-ms: 100\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n\r\n" + body;
+        std::string raw =
+            "POST /api/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+            "\r\nContent-Type: application/json\r\nx-mock-chunks: 50\r\n"
+            "x-mock-chunk-delay-ms: 100\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body;
         c.send_raw(raw);
         ASSERT_TRUE(upstream.wait_for_arrivals(1, 3s));
         ASSERT_TRUE(within(2s, [&] { return held("daily_tokens") > 0; })) << budget().dump();
@@ -430,8 +430,7 @@ TEST_F(BudgetTest, GigabyteStreamFlowsThroughInConstantMemory) {
     const auto body = chat_body("gpt-4o-mini", true, 50);
     c.send_raw("POST /api/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
                "\r\nContent-Type: application/json\r\nx-mock-bytes: " + std::to_string(total) +
-               "\r\nContent-Length: " +
-               std::to_string(body.size()) + "\r\n\r\n" + body);
+               "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
     std::uint64_t received = 0;
     long peak = before;
     std::uint64_t next_probe = 0;
@@ -450,7 +449,36 @@ TEST_F(BudgetTest, GigabyteStreamFlowsThroughInConstantMemory) {
     EXPECT_TRUE(within(3s, [&] { return held("daily_tokens") == 0; }));
 }
 
-TEST_F(BudgetTest, OpenAiSdkStopsOnInsufficientQuotaAndRetriesHeldBudget) {
+TEST_F(BudgetTest, HostileBodiesGetA400AndTheProxyStaysUp) {
+    start(config_with(daily_tokens));
+    const std::string deep =
+        R"({"model":"m","messages":)" + std::string(200000, '[') + std::string(200000, ']') + "}";
+    const std::string bodies[] = {
+        "",
+        "[]",
+        "\"just a string\"",
+        R"({"model": 5, "messages": []})",
+        R"({"model": "m", "max_tokens": -1, "messages": []})",
+        R"({"model": "m", "max_tokens": 1e300, "messages": []})",
+        R"({"model": "m", "max_tokens": "ten", "messages": []})",
+        R"({"model": "m", "stream": "yes", "messages": []})",
+        std::string(R"({"model": "m\xff\xfe", "messages": []})"),
+        std::string(300000, '{'),
+    };
+    for (const auto& body : bodies) {
+        const auto r = chat(body);
+        EXPECT_EQ(r.status, 400u) << body.substr(0, 80) << " -> " << r.body;
+        EXPECT_TRUE(r.json()["error"]["code"].is_string()) << r.body;
+    }
+    // Deep but valid: the proxy reads it without recursion, and it is not refused for depth.
+    const auto r = chat(deep);
+    EXPECT_NE(r.status, 0u);
+    EXPECT_EQ(upstream.request_count(), r.status == 400 ? 0u : 1u);
+    EXPECT_EQ(http_get(proxy->port(), "/health").status, 200u) << proxy->log();
+    EXPECT_TRUE(spent_becomes("daily_tokens", spent("daily_tokens")));
+}
+
+TEST_F(BudgetTest, OpenAiSdkStopsOnInsufficientQuota) {
     if (!sdk_available())
         GTEST_SKIP() << "the OpenAI Node SDK is not installed (scripts/test.sh runs npm ci)";
     start(config_with(R"({"name": "small", "algorithm": "fixed_window", "meter": "tokens",

@@ -39,8 +39,7 @@ class policy_items {
         auto& p = policies_.emplace_back();
         p.name = key;
         p.algo = algo;
-        p.numbers = {limit_, window, burst,
-                     month ? limit::calendar::month : limit::calendar::none};
+        p.numbers = {limit_, window, burst, month ? limit::calendar::month : limit::calendar::none};
         p.cost = cost;
         p.shadow = shadow;
         limit::check_item it;

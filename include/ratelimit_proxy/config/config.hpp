@@ -10,8 +10,8 @@
 
 #include "ratelimit_proxy/config/host_port.hpp"
 #include "ratelimit_proxy/limit/policy.hpp"
-#include "ratelimit_proxy/metering/pricing.hpp"
 #include "ratelimit_proxy/limit/rule_set.hpp"
+#include "ratelimit_proxy/metering/pricing.hpp"
 
 namespace ratelimit_proxy::config {
 

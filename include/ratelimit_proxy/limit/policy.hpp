@@ -92,9 +92,9 @@ struct policy {
     limits numbers;
     key_kind key = key_kind::token;
     route_match match;
-    std::uint32_t cost = 1;                     // meter requests only
+    std::uint32_t cost = 1;  // meter requests only
     meter what = meter::requests;
-    token_count counts = token_count::total;  // meter tokens only
+    token_count counts = token_count::total;    // meter tokens only
     bool shadow = false;                        // decided, logged and counted, never enforced
     std::optional<bool> fail_closed;            // unset: the process-wide FAIL_CLOSED
     std::shared_ptr<policy_counters> counters;  // set when a rule set is built

@@ -44,9 +44,9 @@ struct rate_limit_headers {
   private:
     // The values in the order of rate_limit_field_names.
     std::array<const std::string*, 11> values() const {
-        return {&limit,        &remaining,        &reset,        &policy,
-                &rate_limit,   &retry_after,      &budget_limit, &budget_remaining,
-                &budget_reset, &budget_unit,      &should_retry};
+        return {&limit,        &remaining,   &reset,        &policy,
+                &rate_limit,   &retry_after, &budget_limit, &budget_remaining,
+                &budget_reset, &budget_unit, &should_retry};
     }
 };
 

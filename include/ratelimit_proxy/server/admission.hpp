@@ -22,8 +22,8 @@
 #include "ratelimit_proxy/redis/connection.hpp"
 #include "ratelimit_proxy/server/load_monitor.hpp"
 #include "ratelimit_proxy/server/local_reply.hpp"
-#include "ratelimit_proxy/server/proxy_metrics.hpp"
 #include "ratelimit_proxy/server/metered_request.hpp"
+#include "ratelimit_proxy/server/proxy_metrics.hpp"
 
 namespace ratelimit_proxy::server {
 

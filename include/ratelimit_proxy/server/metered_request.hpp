@@ -31,8 +31,7 @@ class metered_request {
     void reset();
 
     // After the body was read: its dialect and what it says (read_request accepted it).
-    void begin(metering::dialect d, metering::request_info info,
-               std::int64_t default_max_output);
+    void begin(metering::dialect d, metering::request_info info, std::int64_t default_max_output);
     bool active() const { return active_; }
     const metering::request_info& info() const { return info_; }
     std::int64_t input_bound() const { return input_bound_; }
