@@ -355,41 +355,18 @@ void session::read_whole_body() {
                                   self->fail(ec, "write 100-continue");
                                   return self->close();
                               }
-                              self->do_read_whole_body();
+                              self->do_read_request_body();
                           });
         return;
     }
-    do_read_whole_body();
-}
-
-void session::do_read_whole_body() {
-    if (!body_buffer_)
-        body_buffer_ = owner_.take_buffer();
-    request_.body_started = true;
-    auto& body = parser_->get().body();
-    body.data = body_buffer_.get();
-    body.size = worker::body_buffer_size;
-    stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
-    http::async_read_some(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                              self->on_read_whole_body(ec);
-                          });
+    do_read_request_body();
 }
 
 void session::on_read_whole_body(beast::error_code ec) {
     if (ec == http::error::need_buffer)
         ec = {};
-    if (ec) {
-        fail(ec, "read request body");
-        request_.keep_alive = false;
-        if (ec == http::error::body_limit)
-            return send_local(http::status::payload_too_large, "payload_too_large",
-                              "request body exceeds the configured maximum");
-        if (ec != beast::error::timeout && ec != asio::error::eof &&
-            ec != http::error::partial_message && ec != asio::error::connection_reset)
-            return send_local(http::status::bad_request, "bad_request", "malformed request body");
-        return close();
-    }
+    if (ec)
+        return client_body_failed(ec);
     const auto size = worker::body_buffer_size - parser_->get().body().size;
     request_body_.append(body_buffer_.get(), size);
     request_.bytes_in += size;
@@ -404,7 +381,7 @@ void session::on_read_whole_body(beast::error_code ec) {
         return write_local(own_reply_);
     }
     if (!parser_->is_done())
-        return do_read_whole_body();
+        return do_read_request_body();
     admission_.body_ready(request_body_, shared_from_this());
 }
 
@@ -544,6 +521,8 @@ void session::on_write_continue(beast::error_code ec) {
 }
 
 void session::do_read_request_body() {
+    if (!body_buffer_)
+        body_buffer_ = owner_.take_buffer();
     request_.body_started = true;
     auto& body = parser_->get().body();
     body.data = body_buffer_.get();
@@ -551,32 +530,37 @@ void session::do_read_request_body() {
     stream_.expires_after(owner_.context().settings.upstream.idle_timeout);
     http::async_read_some(stream_, buffer_, *parser_,
                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (self->request_.body_read)
+                                  return self->on_read_whole_body(ec);
                               self->on_read_request_body(ec);
                           });
+}
+
+void session::client_body_failed(beast::error_code ec) {
+    fail(ec, "read request body");
+    if (upstream_) {
+        upstream_->close();
+        upstream_.reset();
+    }
+    if (ec == http::error::body_limit) {
+        request_.keep_alive = false;
+        return send_local(http::status::payload_too_large, "payload_too_large",
+                          "request body exceeds the configured maximum");
+    }
+    if (ec != beast::error::timeout && ec != asio::error::eof &&
+        ec != http::error::partial_message && ec != asio::error::connection_reset) {
+        // A framing error (bad chunk) is the client's fault: tell it, then close.
+        request_.keep_alive = false;
+        return send_local(http::status::bad_request, "bad_request", "malformed request body");
+    }
+    close();
 }
 
 void session::on_read_request_body(beast::error_code ec) {
     if (ec == http::error::need_buffer)
         ec = {};
-    if (ec) {
-        fail(ec, "read request body");
-        if (ec == http::error::body_limit) {
-            upstream_->close();
-            upstream_.reset();
-            request_.keep_alive = false;
-            return send_local(http::status::payload_too_large, "payload_too_large",
-                              "request body exceeds the configured maximum");
-        }
-        if (ec != beast::error::timeout && ec != asio::error::eof &&
-            ec != http::error::partial_message && ec != asio::error::connection_reset) {
-            // A framing error (bad chunk) is the client's fault: tell it, then close.
-            upstream_->close();
-            upstream_.reset();
-            request_.keep_alive = false;
-            return send_local(http::status::bad_request, "bad_request", "malformed request body");
-        }
-        return close();
-    }
+    if (ec)
+        return client_body_failed(ec);
     auto& body = parser_->get().body();
     body.size = worker::body_buffer_size - body.size;
     request_.bytes_in += body.size;

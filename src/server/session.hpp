@@ -119,8 +119,9 @@ class session : public std::enable_shared_from_this<session>, public verdict_han
     void forward();
     // A read_body verdict: the whole body into request_body_, then admission::body_ready().
     void read_whole_body();
-    void do_read_whole_body();
     void on_read_whole_body(beast::error_code ec);
+    // Reading the request body failed: 413, 400 for bad framing, else just close.
+    void client_body_failed(beast::error_code ec);
 
     void start_upstream(bool fresh_connection);
     void on_upstream(beast::error_code ec, std::unique_ptr<proxy::upstream_connection> conn,

@@ -478,6 +478,31 @@ TEST_F(BudgetTest, HostileBodiesGetA400AndTheProxyStaysUp) {
     EXPECT_TRUE(spent_becomes("daily_tokens", spent("daily_tokens")));
 }
 
+TEST_F(BudgetTest, MeteredBodyOverItsLimitIs413AndExpectContinueIsAnswered) {
+    start_proxy({.base_path = "/v1",
+                 .config = config_with(daily_tokens, R"(, "budget": {"max_body_bytes": 2048})")});
+    token = register_token(proxy->port());
+    json big = {{"model", "gpt-4o-mini"},
+                {"messages", {{{"role", "user"}, {"content", std::string(4000, 'x')}}}}};
+    auto r = chat(big.dump());
+    EXPECT_EQ(r.status, 413u) << r.body;
+    EXPECT_NE(r.body.find("budget.max_body_bytes"), std::string::npos) << r.body;
+
+    // A client that waits for 100 Continue gets it before the proxy reads the body.
+    const auto body = chat_body();
+    http_connection c(proxy->port(), 5s);
+    c.send_raw("POST /api/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+               "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n");
+    const auto interim = c.read_response();
+    EXPECT_EQ(interim.status, 100u);
+    c.send_raw(body);
+    const auto answer = c.read_response();
+    EXPECT_EQ(answer.status, 200u) << answer.body;
+    EXPECT_FALSE(upstream.last_request()->has_header("expect"));
+    EXPECT_TRUE(spent_becomes("daily_tokens", 30)) << budget().dump();
+}
+
 TEST_F(BudgetTest, OpenAiSdkStopsOnInsufficientQuota) {
     if (!sdk_available())
         GTEST_SKIP() << "the OpenAI Node SDK is not installed (scripts/test.sh runs npm ci)";
