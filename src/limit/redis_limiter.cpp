@@ -342,6 +342,29 @@ void redis_limiter::settle(std::span<const check_item> items, std::span<const do
         });
 }
 
+void redis_limiter::read_usage(std::string_view key, usage_handler done) {
+    if (breaker_.is_open()) {
+        done(false, {});
+        return;
+    }
+    const std::string_view args[] = {"HGETALL", key};
+    conn_.command(args, [done = std::move(done)](redis::outcome o, redis::reply&& r) {
+        if (o != redis::outcome::ok || r.type != redis::reply_type::array) {
+            done(false, {});
+            return;
+        }
+        usage_counters counters;
+        for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+            const auto& value = r.elements[i + 1].str;
+            std::int64_t n = 0;
+            const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+            if (ec == std::errc() && end == value.data() + value.size())
+                counters[r.elements[i].str] = n;
+        }
+        done(true, std::move(counters));
+    });
+}
+
 void redis_limiter::inspect(std::span<const check_item> items, budget_handler done) {
     // Concurrency items have no budget: zeros, and they are not sent.
     std::vector<check_item> budgets;

@@ -87,7 +87,7 @@ nlohmann::json amount_json(const limit::policy& p, double amount) {
 // GET /budget's answer: the token's budgets and today's usage by model.
 std::string budget_report(const std::vector<limit::budget_state>& states,
                           const std::vector<limit::check_item>& items, const auth::identity& who,
-                          const std::string& day, const redis::reply* usage) {
+                          const std::string& day, const limit::usage_counters* usage) {
     nlohmann::json budgets = nlohmann::json::array();
     for (std::size_t i = 0; i < items.size(); ++i) {
         const auto& p = *items[i].source;
@@ -129,19 +129,12 @@ std::string budget_report(const std::vector<limit::budget_state>& states,
     nlohmann::json models = nlohmann::json::object();
     if (usage) {
         // Fields "<model>|<what>": the model may itself hold '|', the part after the last not.
-        for (std::size_t i = 0; i + 1 < usage->elements.size(); i += 2) {
-            const std::string& field = usage->elements[i].str;
+        for (const auto& [field, value] : *usage) {
             const auto bar = field.rfind('|');
             if (bar == std::string::npos)
                 continue;
             const auto model = field.substr(0, bar);
             const auto what = field.substr(bar + 1);
-            long long value = 0;
-            try {
-                value = std::stoll(usage->elements[i + 1].str);
-            } catch (const std::exception&) {
-                continue;
-            }
             auto& m = models[model];
             if (what == "nano_usd")
                 m["usd"] = static_cast<double>(value) / 1e9;
@@ -556,14 +549,12 @@ void admission::answer_budget(handler_ptr& h) {
         budget_states_ = std::move(states);
         const auto day = limit::utc_day(unix_seconds_now());
         usage_key_ = limit::usage_key(ctx_.settings.redis.key_prefix, identity_.id, day);
-        const std::string_view args[] = {"HGETALL", usage_key_};
-        ctx_.redis.command(args, [this, h = std::move(h), day](redis::outcome o,
-                                                               redis::reply&& r) mutable {
+        ctx_.limiter.read_usage(usage_key_, [this, h = std::move(h), day](
+                                                bool ok, limit::usage_counters&& usage) mutable {
             if (h->closed())
                 return;
-            const bool usage_known = o == redis::outcome::ok && r.type == redis::reply_type::array;
             verdict_.local_json(http::status::ok, budget_report(budget_states_, items_, identity_,
-                                                                day, usage_known ? &r : nullptr));
+                                                                day, ok ? &usage : nullptr));
             deliver(h);
         });
     });

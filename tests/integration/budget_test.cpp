@@ -503,6 +503,17 @@ TEST_F(BudgetTest, MeteredBodyOverItsLimitIs413AndExpectContinueIsAnswered) {
     EXPECT_TRUE(spent_becomes("daily_tokens", 30)) << budget().dump();
 }
 
+TEST_F(BudgetTest, MemoryStoreKeepsBudgetsAndUsageInTheProcess) {
+    start(config_with(daily_tokens), {{"STORE", "memory"}});
+    ASSERT_EQ(chat(chat_body(), {{"x-mock-usage", "3,4"}}).status, 200u);
+    EXPECT_TRUE(spent_becomes("daily_tokens", 7)) << budget().dump();
+    const auto usage = budget()["usage_today"]["models"]["gpt-4o-mini"];
+    EXPECT_EQ(usage["requests"], 1) << usage.dump();
+    EXPECT_EQ(usage["input"], 3) << usage.dump();
+    // Nothing of it in Redis.
+    EXPECT_EQ(redis.command({"EXISTS", "{rlp}:rl:daily_tokens:" + token_id(token)}), "0");
+}
+
 TEST_F(BudgetTest, OpenAiSdkStopsOnInsufficientQuota) {
     if (!sdk_available())
         GTEST_SKIP() << "the OpenAI Node SDK is not installed (scripts/test.sh runs npm ci)";

@@ -47,6 +47,7 @@ class fake_limiter : public limit::limiter {
     void inspect(std::span<const limit::check_item>, limit::budget_handler done) override {
         done(false, {});
     }
+    void read_usage(std::string_view, limit::usage_handler done) override { done(false, {}); }
     std::size_t settled_items = 0;
     std::vector<double> settled_actual;
     std::string settled_hold;

@@ -27,6 +27,7 @@ class recording_store : public limit::limiter {
     void inspect(std::span<const limit::check_item>, limit::budget_handler done) override {
         done(false, {});
     }
+    void read_usage(std::string_view, limit::usage_handler done) override { done(false, {}); }
     static std::string describe(const limit::lease_refs& l) {
         std::string s(l.id);
         for (const auto& k : l.keys)

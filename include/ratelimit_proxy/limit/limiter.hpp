@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,6 +35,9 @@ struct budget_state {
     double reset_seconds = 0;
 };
 using budget_handler = std::function<void(bool ok, std::vector<budget_state>&&)>;
+// One usage key's counters, "<model>|<what>" -> total; ok false: the store could not answer.
+using usage_counters = std::map<std::string, std::int64_t, std::less<>>;
+using usage_handler = std::function<void(bool ok, usage_counters&&)>;
 
 // The concurrency leases one request took: its lease id, the keys it holds it under, and
 // whether the local store holds them (STORE=memory, or decided while Redis was away).
@@ -64,6 +68,8 @@ class limiter {
     // Reads the budgets' state without changing anything (GET /budget). The handler is
     // called once, on this thread; ok false: the store could not answer.
     virtual void inspect(std::span<const check_item> items, budget_handler done) = 0;
+    // Reads one usage key (usage_key()) where settle() writes it. Same calling rules.
+    virtual void read_usage(std::string_view key, usage_handler done) = 0;
 };
 
 }  // namespace ratelimit_proxy::limit

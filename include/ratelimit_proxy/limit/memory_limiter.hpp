@@ -126,6 +126,10 @@ class memory_limiter final : public limiter {
     void inspect(std::span<const check_item> items, budget_handler done) override {
         done(true, store_.peek(items));
     }
+    void read_usage(std::string_view key, usage_handler done) override {
+        auto counters = store_.usage(key);
+        done(true, usage_counters(counters.begin(), counters.end()));
+    }
 
   private:
     shared_memory_store& store_;

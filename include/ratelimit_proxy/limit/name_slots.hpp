@@ -13,7 +13,8 @@ namespace ratelimit_proxy::limit {
 // Small integers for policy and tier names, the same for a name for the life of the process:
 // per-worker metric arrays are indexed by them, so a counter keeps counting when the rules
 // are rebuilt. Slot 0 stands for "no policy" / "no tier"; the last is "other", shared by
-// the names that came once the others were taken. Taken when a rule set is built, never per request.
+// the names that came once the others were taken. Taken when a rule set is built, never per
+// request.
 class name_slots {
   public:
     explicit name_slots(std::size_t capacity) : capacity_(capacity) {}

@@ -44,6 +44,8 @@ class redis_limiter final : public limiter {
     // One EVALSHA of settle.lua (mode peek); ok false when Redis cannot answer. Concurrency
     // items read as zeros.
     void inspect(std::span<const check_item> items, budget_handler done) override;
+    // HGETALL of the key.
+    void read_usage(std::string_view key, usage_handler done) override;
 
     // Parses the script's reply for these items; false if it is not the expected shape.
     static bool parse_reply(const redis::reply& r, std::span<const check_item> items,
