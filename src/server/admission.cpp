@@ -147,7 +147,8 @@ std::string budget_report(const std::vector<limit::budget_state>& states,
                           {"usage_today", {{"date", day}, {"models", std::move(models)}}}};
     if (!usage)
         out["usage_today"]["unavailable"] = true;
-    return out.dump();
+    // Model names come from clients: never let a stray byte throw.
+    return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
