@@ -418,7 +418,13 @@ for i = 1, n do
         end
         call('HSET', key, 'w', fixed(ws, '%.0f', '%d'), 'c', fixed(c, '%.0f', '%d'), hold_field,
              fixed(cost, '%.0f', '%d') .. ' ' .. fixed(hold_expiry, '%.0f', '%d'))
-        if expired then call('HDEL', key, unpack(expired)) end
+        if expired then
+          -- In slices: unpack of thousands of fields (a crashed instance's holds) would
+          -- overflow Lua's stack.
+          for j = 1, #expired, 256 do
+            call('HDEL', key, unpack(expired, j, j + 255 < #expired and j + 255 or #expired))
+          end
+        end
         if we then
           -- Outlives the window and every live hold.
           local last = we

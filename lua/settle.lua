@@ -139,7 +139,10 @@ for i = 1, n do
       c = stored * 1  -- the reply says what is stored
       if wrong then call('DEL', key) end
       call('HSET', key, 'w', fixed(ws, '%.0f', '%d'), 'c', stored)
-      if #expired > 0 then call('HDEL', key, unpack(expired)) end
+      -- In slices: unpack of thousands of fields would overflow Lua's stack.
+      for j = 1, #expired, 256 do
+        call('HDEL', key, unpack(expired, j, j + 255 < #expired and j + 255 or #expired))
+      end
       if we then
         local last = latest > we and latest or we
         call('PEXPIRE', key, ceil((last - now) / 1000) + 1000)

@@ -33,13 +33,15 @@ void build_check_items(std::span<const policy* const> policies, const check_subj
         item.source = p;
         assign_bucket_key(item.key, s.key_prefix, p->name, p->key, s.token_id, s.client_address,
                           s.method, s.path);
-        apply_limits(item.numbers, *p, s.overrides, s.scale);
+        // A budget is what was bought: the emergency and load factors shed requests, they
+        // do not spend anybody's money.
+        apply_limits(item.numbers, *p, s.overrides, p->metered() ? 1.0 : s.scale);
         item.shadow = p->shadow || s.shadow_all;
         item.lease_id = {};
         item.metered = p->metered();
         if (item.metered) {
             // What the request may use at most, held until it is settled.
-            item.cost = index < s.metered_costs.size() ? s.metered_costs[index] : 0;
+            item.cost = index < s.metered_costs.size() ? std::max(0.0, s.metered_costs[index]) : 0;
             item.hold_id = s.hold_id;
             item.hold_seconds = s.hold_seconds;
         } else {

@@ -1,11 +1,21 @@
 #include "ratelimit_proxy/limit/decision.hpp"
 
+#include <limits>
+
 namespace ratelimit_proxy::limit {
 
 namespace {
 
 bool is_metered(const policy_result& r) {
     return r.source && r.source->metered();
+}
+
+// How long a denial lasts; a spent lifetime budget never comes back by waiting.
+double retry_of(const policy_result& r) {
+    if (!r.allowed && !r.held_out && is_metered(r) &&
+        r.source->numbers.period == calendar::lifetime)
+        return std::numeric_limits<double>::infinity();
+    return r.retry_after_seconds;
 }
 
 // A share of the quota left, so that budgets in different units compare.
@@ -29,8 +39,7 @@ int tightest_of(const decision& d, Wanted wanted) {
         const auto& best = d.results[static_cast<std::size_t>(tightest)];
         bool better;
         if (!d.allowed) {
-            better =
-                !r.allowed && (best.allowed || r.retry_after_seconds > best.retry_after_seconds);
+            better = !r.allowed && (best.allowed || retry_of(r) > retry_of(best));
         } else if (is_metered(r) || is_metered(best)) {
             better = left_share(r) < left_share(best);
         } else {

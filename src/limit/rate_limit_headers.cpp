@@ -46,8 +46,8 @@ bool rate_limit_headers::sets(std::string_view field_name) const {
 }
 
 std::string budget_amount_text(const policy& p, double amount) {
-    if (amount < 0)
-        amount = 0;
+    // Within what a double holds exactly (and an int64 holds at all).
+    amount = std::clamp(amount, 0.0, 9e15);
     if (p.what != meter::usd)
         return std::to_string(static_cast<std::int64_t>(std::floor(amount + 1e-9)));
     const auto nano = static_cast<std::int64_t>(std::floor(amount + 1e-6));

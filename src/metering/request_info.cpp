@@ -45,8 +45,10 @@ bool read_max(const json& doc, std::string_view key, request_info& info, std::st
     } else if (v.is_number_integer()) {
         n = v.get<std::int64_t>();
     }
-    if (n < 0) {
-        error = "\"" + std::string(key) + "\" must be a non-negative integer";
+    // No model writes a billion tokens; a larger bound would only overflow the reservation.
+    constexpr std::int64_t max_output_tokens = 1'000'000'000;
+    if (n < 0 || n > max_output_tokens) {
+        error = "\"" + std::string(key) + "\" must be an integer from 0 to 1000000000";
         return false;
     }
     info.max_output = info.max_output ? std::min(*info.max_output, n) : n;

@@ -425,7 +425,9 @@ void admission::body_ready(std::string& body, handler_ptr h) {
 }
 
 bool admission::prepare_metering(handler_ptr& h) {
-    const auto dialect = metering::dialect_of(request_->path);
+    // Only a POST asks an LLM for something (GET .../chat/completions lists stored ones).
+    const auto dialect = request_->method == http::verb::post ? metering::dialect_of(request_->path)
+                                                              : metering::dialect::none;
     if (dialect == metering::dialect::none) {
         // No LLM API this proxy knows: no model to match, no usage to read.
         std::erase_if(selected_, needs_body);
@@ -703,7 +705,15 @@ void admission::deny_budget(const limit::policy_result& r, const limit::check_it
         return deliver(h);
     }
     verdict_.label = "budget-spent";
-    verdict_.budget_spent("budget \"" + p.name + "\" is spent");
+    if (r.remaining > 0) {
+        verdict_.budget_spent("budget \"" + p.name + "\" has " +
+                              limit::budget_amount_text(p, static_cast<double>(r.remaining)) +
+                              unit + " left, less than this request may cost (" +
+                              limit::budget_amount_text(p, item.cost) + unit +
+                              "); a smaller max_tokens may fit");
+    } else {
+        verdict_.budget_spent("budget \"" + p.name + "\" is spent");
+    }
     deliver(h);
 }
 

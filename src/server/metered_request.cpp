@@ -26,6 +26,7 @@ void metered_request::reset() {
     status_ = 0;
     reader_.reset();
     response_bytes_ = 0;
+    sent_ = false;
 }
 
 void metered_request::begin(metering::dialect d, metering::request_info info,
@@ -75,7 +76,11 @@ void metered_request::response_started(unsigned status, bool event_stream) {
 }
 
 metered_ending metered_request::ending() const {
-    if (status_ == 0 || status_ >= 400 || (status_ < 200))
+    // Sent and then no answer (the client left, the upstream timed out or broke off): the
+    // upstream may well bill it, so it is estimated, not forgiven.
+    if (status_ == 0)
+        return sent_ ? metered_ending::estimated : metered_ending::upstream_error;
+    if (status_ >= 400 || status_ < 200)
         return metered_ending::upstream_error;
     if (reader_ && reader_->complete())
         return metered_ending::usage_seen;

@@ -145,6 +145,11 @@ void session::do_read_header() {
     owner_.return_exchange(std::move(exchange_));
     owner_.return_header_buffer(std::move(buffer_));
     admission_.release();
+    // A metered body may have been megabytes: an idle connection keeps none of it.
+    if (request_body_.capacity() > 64 * 1024)
+        std::string().swap(request_body_);
+    if (filtered_.capacity() > 64 * 1024)
+        std::string().swap(filtered_);
     // Two deadlines: an idle keep-alive connection may wait idle_timeout for its next request,
     // but once the first byte is in the whole header must follow within header_timeout, so a
     // client trickling a header (slowloris) cannot hold the connection for long.
@@ -489,6 +494,7 @@ void session::on_write_request_header(beast::error_code ec) {
     }
     if (!request_.has_body) {
         request_.sent = true;
+        admission_.metering().request_sent();
         return do_read_response_header();
     }
     if (request_.body_read) {
@@ -588,6 +594,7 @@ void session::on_write_request_body(beast::error_code ec) {
         return upstream_failed(ec, "write request body");
     if (exchange_->to_upstream.last_sent()) {
         request_.sent = true;
+        admission_.metering().request_sent();
         return do_read_response_header();
     }
     do_read_request_body();

@@ -514,6 +514,36 @@ TEST_F(BudgetTest, MemoryStoreKeepsBudgetsAndUsageInTheProcess) {
     EXPECT_EQ(redis.command({"EXISTS", "{rlp}:rl:daily_tokens:" + token_id(token)}), "0");
 }
 
+TEST_F(BudgetTest, EncodedPathsAreMeteredAndOnlyPostsAre) {
+    start(config_with(daily_tokens));
+    // The mock routes the raw path (404, charged nothing); what counts is that the budget
+    // applied: its hold was taken and given back.
+    auto r = post("/api/chat/completion%73", chat_body(), {{"x-mock-usage", "2,3"}});
+    EXPECT_EQ(r.header("X-Budget-Unit"), "tokens") << r.headers_text();
+    EXPECT_LT(header_integer(r, "X-Budget-Remaining").value_or(100000), 100000);
+    EXPECT_TRUE(spent_becomes("daily_tokens", 0)) << budget().dump();
+    // GET .../chat/completions (stored completions) has no body to meter: relayed as it is.
+    r = http_get(proxy->port(), "/api/chat/completions", bearer(token));
+    EXPECT_NE(r.status, 400u) << r.body;
+    EXPECT_FALSE(r.has_header("X-Budget-Unit"));
+}
+
+TEST_F(BudgetTest, ClientGoneBeforeTheAnswerIsChargedAnEstimateNotNothing) {
+    start(config_with(daily_tokens));
+    {
+        http_connection c(proxy->port(), 5s);
+        const auto body = chat_body();
+        c.send_raw("POST /api/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                   token +
+                   "\r\nContent-Type: application/json\r\nx-mock-delay-ms: 1500\r\n"
+                   "Content-Length: " +
+                   std::to_string(body.size()) + "\r\n\r\n" + body);
+        ASSERT_TRUE(upstream.wait_for_arrivals(1, 3s));
+    }  // the upstream has the request; the client leaves before its answer
+    ASSERT_TRUE(within(5s, [&] { return held("daily_tokens") == 0; })) << budget().dump();
+    EXPECT_GT(spent("daily_tokens"), 0) << budget().dump();
+}
+
 TEST_F(BudgetTest, OpenAiSdkStopsOnInsufficientQuota) {
     if (!sdk_available())
         GTEST_SKIP() << "the OpenAI Node SDK is not installed (scripts/test.sh runs npm ci)";

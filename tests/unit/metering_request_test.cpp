@@ -120,16 +120,32 @@ TEST(MeteringRequestTest, BodiesThatAreNotJsonObjectsAreRefusedWithAReason) {
 
 TEST(MeteringRequestTest, MaxTokensThatAreNotNonNegativeIntegersNameTheField) {
     EXPECT_EQ(read_error(dialect::chat_completions, R"({"model":"m","max_tokens":-1})"),
-              "\"max_tokens\" must be a non-negative integer");
+              "\"max_tokens\" must be an integer from 0 to 1000000000");
     EXPECT_EQ(read_error(dialect::chat_completions, R"({"model":"m","max_completion_tokens":1.5})"),
-              "\"max_completion_tokens\" must be a non-negative integer");
+              "\"max_completion_tokens\" must be an integer from 0 to 1000000000");
     EXPECT_EQ(read_error(dialect::responses, R"({"model":"m","max_output_tokens":"100"})"),
-              "\"max_output_tokens\" must be a non-negative integer");
+              "\"max_output_tokens\" must be an integer from 0 to 1000000000");
     EXPECT_EQ(read_error(dialect::messages, R"({"model":"m","max_tokens":18446744073709551615})"),
-              "\"max_tokens\" must be a non-negative integer");
+              "\"max_tokens\" must be an integer from 0 to 1000000000");
     EXPECT_EQ(read_error(dialect::messages, R"({"model":"m","max_tokens":[1]})"),
-              "\"max_tokens\" must be a non-negative integer");
+              "\"max_tokens\" must be an integer from 0 to 1000000000");
     EXPECT_EQ(read_ok(dialect::messages, R"({"model":"m","max_tokens":0})").max_output, 0);
+    // A bound beyond any model would only overflow the reservation.
+    EXPECT_EQ(read_error(dialect::messages, R"({"model":"m","max_tokens":1000000001})"),
+              "\"max_tokens\" must be an integer from 0 to 1000000000");
+}
+
+TEST(MeteringRequestTest, DialectIsKnownFromThePathAsTheUpstreamRoutesIt) {
+    EXPECT_EQ(metering::dialect_of("/api/v1/chat/completions"), dialect::chat_completions);
+    EXPECT_EQ(metering::dialect_of("/api/v1/chat/completion%73"), dialect::chat_completions);
+    EXPECT_EQ(metering::dialect_of("/api/v1/chat%2Fcompletions"), dialect::chat_completions);
+    EXPECT_EQ(metering::dialect_of("/api/v1/chat//completions/"), dialect::chat_completions);
+    EXPECT_EQ(metering::dialect_of("/api/v1/messages"), dialect::messages);
+    EXPECT_EQ(metering::dialect_of("/api/v1/responses"), dialect::responses);
+    EXPECT_EQ(metering::dialect_of("/api/v1/embeddings"), dialect::embeddings);
+    EXPECT_EQ(metering::dialect_of("/api/v1/models"), dialect::none);
+    EXPECT_EQ(metering::dialect_of("/api/v1/mychat/completions"), dialect::none);
+    EXPECT_EQ(metering::dialect_of("/api/v1/chat/completions%"), dialect::none);
 }
 
 TEST(MeteringRequestTest, FieldsOfTheWrongTypeAreRefusedAndNullsAreAbsent) {

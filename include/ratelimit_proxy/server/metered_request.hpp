@@ -18,8 +18,8 @@ namespace ratelimit_proxy::server {
 // How a metered request ended, which decides what it is charged.
 enum class metered_ending {
     usage_seen,      // the response's usage: charged exactly
-    upstream_error,  // no response, or an error status before any body: nothing charged
-    estimated,       // no usage (cut, client gone, none sent): an estimate within the hold
+    upstream_error,  // never sent, or an error status: nothing charged
+    estimated,       // no usage (cut, timed out, client gone): an estimate within the hold
 };
 
 // The metering of one request whose policies count tokens or money: what its body says,
@@ -49,6 +49,9 @@ class metered_request {
     // Null until the response started, and for an error response.
     metering::usage_reader* reader() { return reader_ ? &*reader_ : nullptr; }
     void count_response_bytes(std::uint64_t n) { response_bytes_ += n; }
+    // The whole request is out to the upstream: from now on it may be billed whatever
+    // becomes of the answer.
+    void request_sent() { sent_ = true; }
 
     // How it ended, and the usage charged (exact, nothing, or the estimate).
     metered_ending ending() const;
@@ -76,6 +79,7 @@ class metered_request {
     unsigned status_ = 0;  // 0: no response
     std::optional<metering::usage_reader> reader_;
     std::uint64_t response_bytes_ = 0;
+    bool sent_ = false;
 };
 
 }  // namespace ratelimit_proxy::server
