@@ -55,6 +55,19 @@ bool read_max(const json& doc, std::string_view key, request_info& info, std::st
     return true;
 }
 
+// Chat completions' "n": that many choices, each up to the max tokens.
+bool read_choices(const json& doc, request_info& info, std::string& error) {
+    if (!present(doc, "n"))
+        return true;
+    const json& v = doc.find("n").value();
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 1 || v.get<std::int64_t>() > 128) {
+        error = "\"n\" must be an integer from 1 to 128";
+        return false;
+    }
+    info.choices = v.get<std::int64_t>();
+    return true;
+}
+
 bool is_image_part(const json& object) {
     const auto it = object.find("type");
     if (it == object.end() || !it->is_string())
@@ -154,7 +167,8 @@ std::optional<request_info> read_request(dialect d, std::string_view body, std::
     switch (d) {
         case dialect::chat_completions:
             if (!read_max(doc, "max_tokens", info, error) ||
-                !read_max(doc, "max_completion_tokens", info, error))
+                !read_max(doc, "max_completion_tokens", info, error) ||
+                !read_choices(doc, info, error))
                 return std::nullopt;
             break;
         case dialect::responses:
@@ -177,7 +191,7 @@ std::optional<request_info> read_request(dialect d, std::string_view body, std::
 }
 
 std::int64_t output_bound(const request_info& info, std::int64_t default_max_output) {
-    return info.max_output.value_or(default_max_output);
+    return info.max_output.value_or(default_max_output) * info.choices;
 }
 
 bool prepare_request(const request_info& info, std::string& body, std::int64_t default_max_output) {

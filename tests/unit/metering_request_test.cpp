@@ -135,6 +135,19 @@ TEST(MeteringRequestTest, MaxTokensThatAreNotNonNegativeIntegersNameTheField) {
               "\"max_tokens\" must be an integer from 0 to 1000000000");
 }
 
+TEST(MeteringRequestTest, SeveralChoicesMultiplyTheOutputBound) {
+    const auto info =
+        read_ok(dialect::chat_completions, R"({"model":"m","n":3,"max_completion_tokens":100})");
+    EXPECT_EQ(metering::output_bound(info, 4096), 300);
+    EXPECT_EQ(
+        metering::output_bound(read_ok(dialect::chat_completions, R"({"model":"m","n":2})"), 50),
+        100);
+    EXPECT_EQ(read_error(dialect::chat_completions, R"({"model":"m","n":0})"),
+              "\"n\" must be an integer from 1 to 128");
+    EXPECT_EQ(read_error(dialect::chat_completions, R"({"model":"m","n":"2"})"),
+              "\"n\" must be an integer from 1 to 128");
+}
+
 TEST(MeteringRequestTest, DialectIsKnownFromThePathAsTheUpstreamRoutesIt) {
     EXPECT_EQ(metering::dialect_of("/api/v1/chat/completions"), dialect::chat_completions);
     EXPECT_EQ(metering::dialect_of("/api/v1/chat/completion%73"), dialect::chat_completions);

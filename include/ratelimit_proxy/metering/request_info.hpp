@@ -18,6 +18,8 @@ struct request_info {
     bool client_asked_usage = false;
     // max_tokens / max_completion_tokens / max_output_tokens as sent (the smallest if several).
     std::optional<std::int64_t> max_output;
+    // chat completions' "n": choices generated, each up to max_output.
+    std::int64_t choices = 1;
     // An upper bound of the input tokens: the body's bytes (a token covers at least one byte of
     // text), plus a fixed allowance per image part (images by URL cost tokens the body's bytes
     // do not show).
@@ -36,7 +38,7 @@ constexpr std::int64_t image_token_allowance = 2000;
 // field has the wrong type; `error` then says what is wrong, for a 400.
 std::optional<request_info> read_request(dialect d, std::string_view body, std::string& error);
 
-// The output bound the reservation uses: max_output, else default_max_output.
+// The output bound the reservation uses: max_output (else default_max_output) per choice.
 std::int64_t output_bound(const request_info& info, std::int64_t default_max_output);
 
 // Rewrites `body` (read_request accepted it) for metering, changing nothing else in it:
