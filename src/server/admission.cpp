@@ -80,6 +80,13 @@ const route* find_route(std::string_view path, std::string_view api_prefix) {
     return nullptr;
 }
 
+// 86400, not 86400.0.
+nlohmann::json whole_or_not(double v) {
+    if (std::floor(v) == v && std::fabs(v) < 9e15)
+        return static_cast<std::int64_t>(v);
+    return v;
+}
+
 nlohmann::json amount_json(const limit::policy& p, double amount) {
     return nlohmann::json::parse(limit::budget_amount_text(p, amount));
 }
@@ -119,11 +126,11 @@ std::string budget_report(const std::vector<limit::budget_state>& states,
                 b["window"] = "month";
                 break;
             case limit::calendar::none:
-                b["window_seconds"] = items[i].numbers.window_seconds;
+                b["window_seconds"] = whole_or_not(items[i].numbers.window_seconds);
                 break;
         }
         if (p.numbers.period != limit::calendar::lifetime)
-            b["reset_seconds"] = std::ceil(st.reset_seconds);
+            b["reset_seconds"] = static_cast<std::int64_t>(std::ceil(st.reset_seconds - 1e-6));
         budgets.push_back(std::move(b));
     }
     nlohmann::json models = nlohmann::json::object();
