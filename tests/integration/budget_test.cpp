@@ -557,9 +557,9 @@ TEST_F(BudgetTest, OpenAiSdkStopsOnInsufficientQuota) {
     const auto base = "http://127.0.0.1:" + std::to_string(proxy->port()) + "/api";
     auto result = run_sdk_script("insufficient_quota.mjs", "quota", base, token,
                                  {{"PROXY_HEADERS", R"({"x-mock-usage": "300,300"})"}});
-    ASSERT_EQ(result.exit_code, 0) << result.stdout_text << result.stderr_text << proxy->log();
-    EXPECT_EQ(result.json["error_code"], "insufficient_quota") << result.stdout_text;
-    EXPECT_EQ(result.json["attempts_for_failure"], 1) << result.stdout_text;
+    ASSERT_EQ(result.exit_code, 0) << result.output << proxy->log();
+    EXPECT_EQ(result.json["error_code"], "insufficient_quota") << result.output;
+    EXPECT_EQ(result.json["attempts_for_failure"], 1) << result.output;
 }
 
 }  // namespace

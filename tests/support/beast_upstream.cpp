@@ -49,24 +49,7 @@ std::string recorded_request::raw_headers() const {
 }
 
 beast_upstream::beast_upstream() {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0)
-        throw std::runtime_error("socket failed");
-    int one = 1;
-    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(listen_fd_, 512) != 0) {
-        ::close(listen_fd_);
-        throw std::runtime_error("bind/listen failed");
-    }
-    socklen_t len = sizeof addr;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    acceptor_ = std::thread([this] { accept_loop(); });
+    server_.start([this](int fd) { serve(fd); });
 }
 
 beast_upstream::~beast_upstream() {
@@ -74,7 +57,7 @@ beast_upstream::~beast_upstream() {
 }
 
 std::string beast_upstream::url(std::string_view base_path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + std::string(base_path);
+    return server_.url(base_path);
 }
 
 std::vector<recorded_request> beast_upstream::requests() const {
@@ -98,52 +81,8 @@ bool beast_upstream::wait_for_arrivals(std::size_t n, std::chrono::milliseconds 
     return cv_.wait_for(lock, timeout, [&] { return requests_.size() >= n; });
 }
 
-bool beast_upstream::sleep_or_stop(std::chrono::milliseconds d) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, d, [&] { return stopping_.load(); });
-}
-
 void beast_upstream::stop() {
-    if (stopping_.exchange(true))
-        return;
-    {
-        std::lock_guard lock(mutex_);
-        for (int fd : open_fds_)
-            ::shutdown(fd, SHUT_RDWR);
-    }
-    cv_.notify_all();
-    if (acceptor_.joinable())
-        acceptor_.join();
-    ::close(listen_fd_);
-    std::list<std::thread> workers;
-    {
-        std::lock_guard lock(mutex_);
-        workers.swap(workers_);
-    }
-    for (auto& t : workers)
-        t.join();
-}
-
-void beast_upstream::accept_loop() {
-    while (!stopping_) {
-        pollfd p{listen_fd_, POLLIN, 0};
-        int r = ::poll(&p, 1, 50);
-        if (r <= 0)
-            continue;
-        int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
-        int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        std::lock_guard lock(mutex_);
-        if (stopping_) {
-            ::close(fd);
-            break;
-        }
-        open_fds_.insert(fd);
-        ++connection_count_;
-        workers_.emplace_back([this, fd] { serve(fd); });
-    }
+    server_.stop();
 }
 
 namespace {
@@ -211,7 +150,7 @@ void beast_upstream::serve(int fd) {
     };
 
     std::size_t on_this_connection = 0;
-    while (!stopping_) {
+    while (!server_.stopping()) {
         http::request_parser<http::buffer_body> parser;
         parser.header_limit(64 * 1024);
         parser.body_limit(boost::none);
@@ -294,7 +233,7 @@ void beast_upstream::serve(int fd) {
             break;
         }
         if (what == "never") {
-            sleep_or_stop(std::chrono::minutes(5));
+            server_.sleep_or_stop(std::chrono::minutes(5));
             finish();
             break;
         } else if (what == "drip") {
@@ -303,7 +242,7 @@ void beast_upstream::serve(int fd) {
                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: "
                 "no-cache\r\nTransfer-Encoding: chunked\r\n\r\n" +
                 chunk("data: 1\n\n"));
-            if (ok && !sleep_or_stop(std::chrono::milliseconds(ms)))
+            if (ok && !server_.sleep_or_stop(std::chrono::milliseconds(ms)))
                 ok = write_all(chunk("data: 2\n\n") + chunk("data: done\n\n") + "0\r\n\r\n");
         } else if (what == "download") {
             auto n = to_u64(query_param(target, "bytes"), 1024);
@@ -316,7 +255,7 @@ void beast_upstream::serve(int fd) {
             ok = write_all(head);
             std::vector<char> out(256 * 1024);
             std::uint64_t sent = 0;
-            while (ok && sent < n && !stopping_) {
+            while (ok && sent < n && !server_.stopping()) {
                 std::size_t k =
                     static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), n - sent));
                 fill_pattern(sent, out.data(), k);
@@ -363,7 +302,7 @@ void beast_upstream::serve(int fd) {
                 "1000000\r\n\r\n";
             std::string part(1000, 'x');
             write_all(head + part);
-            sleep_or_stop(std::chrono::milliseconds(100));
+            server_.sleep_or_stop(std::chrono::milliseconds(100));
             linger lg{1, 0};
             ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
             finish();
@@ -377,7 +316,7 @@ void beast_upstream::serve(int fd) {
             ok = write_all(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
                 std::to_string(total) + "\r\n\r\n" + body.substr(0, static_cast<std::size_t>(n)));
-            if (ok && !sleep_or_stop(std::chrono::milliseconds(ms)))
+            if (ok && !server_.sleep_or_stop(std::chrono::milliseconds(ms)))
                 ok = write_all(std::string_view(body).substr(static_cast<std::size_t>(n)));
             else
                 ok = false;
@@ -385,7 +324,7 @@ void beast_upstream::serve(int fd) {
             auto ms = to_u64(query_param(target, "ms"), 10000);
             auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
             bool peer_closed = false;
-            while (!stopping_ && std::chrono::steady_clock::now() < deadline) {
+            while (!server_.stopping() && std::chrono::steady_clock::now() < deadline) {
                 // Not POLLIN: bytes the peer might send must not make this spin.
                 pollfd p{fd, POLLRDHUP, 0};
                 if (::poll(&p, 1, 20) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
@@ -393,7 +332,7 @@ void beast_upstream::serve(int fd) {
                     break;
                 }
             }
-            if (peer_closed || stopping_) {
+            if (peer_closed || server_.stopping()) {
                 if (peer_closed)
                     ++holds_closed_;
                 finish();
@@ -409,7 +348,7 @@ void beast_upstream::serve(int fd) {
         } else {
             if (what == "slow") {
                 auto ms = to_u64(query_param(target, "ms"), 1000);
-                if (sleep_or_stop(std::chrono::milliseconds(ms))) {
+                if (server_.sleep_or_stop(std::chrono::milliseconds(ms))) {
                     finish();
                     break;
                 }
@@ -437,10 +376,7 @@ void beast_upstream::serve(int fd) {
             break;
     }
 
-    {
-        std::lock_guard lock(mutex_);
-        open_fds_.erase(fd);
-    }
+    server_.forget(fd);
     sock.close(ec);
 }
 

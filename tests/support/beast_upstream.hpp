@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "loopback_server.hpp"
+
 namespace rlp_test {
 
 struct recorded_request {
@@ -66,12 +68,12 @@ class beast_upstream {
     beast_upstream(const beast_upstream&) = delete;
     beast_upstream& operator=(const beast_upstream&) = delete;
 
-    std::uint16_t port() const { return port_; }
+    std::uint16_t port() const { return server_.port(); }
     // "http://127.0.0.1:PORT" + base_path
     std::string url(std::string_view base_path = "") const;
 
     std::size_t request_count() const { return request_count_.load(); }
-    std::size_t connection_count() const { return connection_count_.load(); }
+    std::size_t connection_count() const { return server_.connection_count(); }
     // .../download responses whose connection broke before the last byte was sent.
     std::size_t aborted_downloads() const { return aborted_downloads_.load(); }
     // Requests dropped without an answer (.../drop and drop_reused_connections).
@@ -89,27 +91,20 @@ class beast_upstream {
     void stop();
 
   private:
-    void accept_loop();
     void serve(int fd);
-    bool sleep_or_stop(std::chrono::milliseconds d);
 
-    int listen_fd_ = -1;
-    std::uint16_t port_ = 0;
-    std::atomic<bool> stopping_{false};
     std::atomic<std::size_t> request_count_{0};
-    std::atomic<std::size_t> connection_count_{0};
     std::atomic<std::size_t> aborted_downloads_{0};
     std::atomic<std::size_t> dropped_requests_{0};
     std::atomic<std::size_t> holds_closed_{0};
     std::atomic<bool> drop_reused_{false};
-    std::thread acceptor_;
 
     mutable std::mutex mutex_;
     mutable std::condition_variable cv_;
     std::vector<recorded_request> requests_;
     std::size_t finished_ = 0;
-    std::set<int> open_fds_;
-    std::list<std::thread> workers_;
+    // Last: its threads stop (in stop()) before anything they use goes.
+    loopback_server server_;
 };
 
 }  // namespace rlp_test

@@ -829,24 +829,7 @@ void parse_body_fields(received_request& rec) {
 }  // namespace
 
 mock_llm_upstream::mock_llm_upstream() {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0)
-        throw std::runtime_error("socket failed");
-    int one = 1;
-    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(listen_fd_, 512) != 0) {
-        ::close(listen_fd_);
-        throw std::runtime_error("bind/listen failed");
-    }
-    socklen_t len = sizeof addr;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    acceptor_ = std::thread([this] { accept_loop(); });
+    server_.start([this](int fd) { serve(fd); });
 }
 
 mock_llm_upstream::~mock_llm_upstream() {
@@ -854,7 +837,7 @@ mock_llm_upstream::~mock_llm_upstream() {
 }
 
 std::string mock_llm_upstream::url(std::string_view base_path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + std::string(base_path);
+    return server_.url(base_path);
 }
 
 void mock_llm_upstream::set_default_headers(header_list headers) {
@@ -884,51 +867,8 @@ bool mock_llm_upstream::wait_for_requests(std::size_t n, std::chrono::millisecon
     return cv_.wait_for(lock, timeout, [&] { return finished_ >= n; });
 }
 
-bool mock_llm_upstream::sleep_or_stop(std::chrono::milliseconds d) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, d, [&] { return stopping_.load(); });
-}
-
 void mock_llm_upstream::stop() {
-    if (stopping_.exchange(true))
-        return;
-    {
-        std::lock_guard lock(mutex_);
-        for (int fd : open_fds_)
-            ::shutdown(fd, SHUT_RDWR);
-    }
-    cv_.notify_all();
-    if (acceptor_.joinable())
-        acceptor_.join();
-    ::close(listen_fd_);
-    std::list<std::thread> workers;
-    {
-        std::lock_guard lock(mutex_);
-        workers.swap(workers_);
-    }
-    for (auto& t : workers)
-        t.join();
-}
-
-void mock_llm_upstream::accept_loop() {
-    while (!stopping_) {
-        pollfd p{listen_fd_, POLLIN, 0};
-        if (::poll(&p, 1, 50) <= 0)
-            continue;
-        int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0)
-            continue;
-        int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        std::lock_guard lock(mutex_);
-        if (stopping_) {
-            ::close(fd);
-            break;
-        }
-        open_fds_.insert(fd);
-        ++connection_count_;
-        workers_.emplace_back([this, fd] { serve(fd); });
-    }
+    server_.stop();
 }
 
 void mock_llm_upstream::serve(int fd) {
@@ -939,7 +879,7 @@ void mock_llm_upstream::serve(int fd) {
     std::vector<char> body_buf(64 * 1024);
     boost::system::error_code ec;
 
-    while (!stopping_) {
+    while (!server_.stopping()) {
         http::request_parser<http::buffer_body> parser;
         parser.header_limit(64 * 1024);
         parser.body_limit(boost::none);
@@ -1020,17 +960,15 @@ void mock_llm_upstream::serve(int fd) {
         behaviour b = parse_behaviour(rec, defaults);
         responder answer(
             sock, rec, b, index + 1, keep_alive,
-            [this](std::chrono::milliseconds d) { return sleep_or_stop(d); }, stopping_);
+            [this](std::chrono::milliseconds d) { return server_.sleep_or_stop(d); },
+            server_.stopping_flag());
         outcome o = answer.run();
         finish(&o);
         if (o.end != mock_response_end::complete || !keep_alive)
             break;
     }
 
-    {
-        std::lock_guard lock(mutex_);
-        open_fds_.erase(fd);
-    }
+    server_.forget(fd);
     sock.shutdown(tcp::socket::shutdown_both, ec);
     sock.close(ec);
 }

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "loopback_server.hpp"
+
 namespace rlp_test {
 
 // Which API a request spoke, from the end of its path.
@@ -123,7 +125,7 @@ class mock_llm_upstream {
     mock_llm_upstream(const mock_llm_upstream&) = delete;
     mock_llm_upstream& operator=(const mock_llm_upstream&) = delete;
 
-    std::uint16_t port() const { return port_; }
+    std::uint16_t port() const { return server_.port(); }
     // "http://127.0.0.1:PORT" + base_path
     std::string url(std::string_view base_path = "") const;
 
@@ -131,7 +133,7 @@ class mock_llm_upstream {
     void set_default_headers(header_list headers);
 
     std::size_t request_count() const { return request_count_.load(); }  // arrived
-    std::size_t connection_count() const { return connection_count_.load(); }
+    std::size_t connection_count() const { return server_.connection_count(); }
     std::vector<received_request> requests() const;
     std::optional<received_request> last_request() const;
     // Waits until at least n requests have arrived (header read; maybe still being answered).
@@ -142,24 +144,17 @@ class mock_llm_upstream {
     void stop();
 
   private:
-    void accept_loop();
     void serve(int fd);
-    bool sleep_or_stop(std::chrono::milliseconds d);
 
-    int listen_fd_ = -1;
-    std::uint16_t port_ = 0;
-    std::atomic<bool> stopping_{false};
     std::atomic<std::size_t> request_count_{0};
-    std::atomic<std::size_t> connection_count_{0};
-    std::thread acceptor_;
 
     mutable std::mutex mutex_;
     mutable std::condition_variable cv_;
     header_list defaults_;
     std::vector<received_request> requests_;
     std::size_t finished_ = 0;
-    std::set<int> open_fds_;
-    std::list<std::thread> workers_;
+    // Last: its threads stop (in stop()) before anything they use goes.
+    loopback_server server_;
 };
 
 }  // namespace rlp_test

@@ -599,7 +599,7 @@ TEST_F(MockLlmUpstreamTest, OpenAiSdkTakesQuotaRefusalAsFinal) {
     mock_.set_default_headers({{"x-mock-status", "429q"}});
     auto r = rlp_test::run_sdk_script("insufficient_quota.mjs", "quota", mock_.url("/v1"),
                                       "rlp_sdk_token");
-    EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+    EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(r.json["ok"], 0);
     EXPECT_EQ(r.json["error_status"], 429);
     EXPECT_EQ(r.json["error_code"], "insufficient_quota");
@@ -619,7 +619,7 @@ TEST_F(MockLlmUpstreamTest, OpenAiSdkRetriesRateLimitRefusal) {
     mock_.set_default_headers({{"x-mock-status", "429"}});
     auto r = rlp_test::run_sdk_script("insufficient_quota.mjs", "rate", mock_.url("/v1"),
                                       "rlp_sdk_token");
-    EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+    EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(r.json["error_code"], "rate_limit_exceeded");
     EXPECT_EQ(r.json["attempts_for_failure"], 3);  // maxRetries 2
     EXPECT_EQ(mock_.request_count(), 3u);
@@ -627,7 +627,7 @@ TEST_F(MockLlmUpstreamTest, OpenAiSdkRetriesRateLimitRefusal) {
     // The quota check refuses to pass on a retryable refusal: the SDK retried it.
     auto q = rlp_test::run_sdk_script("insufficient_quota.mjs", "quota", mock_.url("/v1"),
                                       "rlp_sdk_token");
-    EXPECT_EQ(q.exit_code, 1) << q.stdout_text << q.stderr_text;
+    EXPECT_EQ(q.exit_code, 1) << q.output;
     EXPECT_EQ(q.json["attempts_for_failure"], 3);
 }
 
