@@ -23,10 +23,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string token_id(const std::string& token) {
-    return sha256_hex(token).substr(0, 16);
-}
-
 // Two policies in one tier that is the default: every fresh token gets "base" (100/min).
 constexpr const char* two_tier_config = R"({
     "policies": [

@@ -23,10 +23,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string token_id(const std::string& token) {
-    return sha256_hex(token).substr(0, 16);
-}
-
 // One policy (JSON object text) and the rest of a config.
 std::string config_with(const std::string& policies, const std::string& extra = "") {
     return R"({"policies": [)" + policies + "]" + extra + "}";

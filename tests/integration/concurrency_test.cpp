@@ -21,10 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string token_id(const std::string& token) {
-    return sha256_hex(token).substr(0, 16);
-}
-
 std::string slots_config(int limit, const std::string& extra_policies = "",
                          const std::string& extra_settings = "") {
     return R"({"policies": [{"name": "slots", "algorithm": "concurrency", "limit": )" +

@@ -17,10 +17,6 @@ namespace http = boost::beast::http;
 
 namespace {
 
-std::string token_id(const std::string& token) {
-    return sha256_hex(token).substr(0, 16);
-}
-
 class PoliciesTest : public proxy_fixture<beast_upstream> {
   protected:
     void start(const std::string& config, env_list env = {}) {

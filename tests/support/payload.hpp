@@ -28,6 +28,10 @@ class sha256_stream {
 };
 
 std::string sha256_hex(std::string_view data);
+// A token's id as the proxy names it (admin API, bucket keys): its SHA-256's first 16 hex digits.
+inline std::string token_id(std::string_view token) {
+    return sha256_hex(token).substr(0, 16);
+}
 // SHA-256 (hex) of the first n pattern bytes.
 std::string pattern_sha256(std::uint64_t n);
 
