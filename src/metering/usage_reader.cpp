@@ -210,22 +210,33 @@ usage_reader& usage_reader::operator=(usage_reader&&) noexcept = default;
 
 void usage_reader::feed(std::string_view in, std::string& out) {
     state& s = *state_;
+    if (!rewrites()) {
+        out.append(in);
+        scan(in);
+        return;
+    }
     s.out = &out;
-    if (s.kind == dialect::none) {
-        out.append(in);
-    } else if (!s.event_stream) {
-        out.append(in);
+    for (const char c : in)
+        s.hiding_byte(c);
+    s.out = nullptr;
+}
+
+void usage_reader::scan(std::string_view in) {
+    state& s = *state_;
+    if (s.kind == dialect::none)
+        return;
+    if (!s.event_stream) {
         for (std::size_t i = 0; i < in.size() && !s.body_done; ++i)
             s.json_body_byte(in[i]);
-    } else if (!s.hide) {
-        out.append(in);
-        for (const char c : in)
-            s.sse.put(c, s);
-    } else {
-        for (const char c : in)
-            s.hiding_byte(c);
+        return;
     }
-    s.out = nullptr;
+    for (const char c : in)
+        s.sse.put(c, s);
+}
+
+bool usage_reader::rewrites() const {
+    // Only an event stream's usage chunk is ever dropped.
+    return state_->hide && state_->event_stream && state_->kind != dialect::none;
 }
 
 void usage_reader::finish(std::string& out) {

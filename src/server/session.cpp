@@ -669,7 +669,7 @@ void session::on_read_response_header(beast::error_code ec) {
             beast::iequals(res[http::field::content_type].substr(0, 17), "text/event-stream");
         metering.response_started(res.result_int(), event_stream);
         // Dropping the usage chunk the client did not ask for changes the body's length.
-        body_rewritten = metering.reader() && metering::hides_usage_chunk(metering.info());
+        body_rewritten = metering.reader() && metering.reader()->rewrites();
         if (body_rewritten && has_length)
             res.erase(http::field::content_length);
     }
@@ -738,12 +738,16 @@ void session::on_read_response_body(beast::error_code ec) {
         // The usage is read on the way through; what the client gets may leave out the
         // usage chunk it did not ask for.
         admission_.metering().count_response_bytes(size);
-        filtered_.clear();
-        reader->feed({data, size}, filtered_);
-        if (done)
-            reader->finish(filtered_);
-        data = filtered_.data();
-        size = filtered_.size();
+        if (!reader->rewrites()) {
+            reader->scan({data, size});
+        } else {
+            filtered_.clear();
+            reader->feed({data, size}, filtered_);
+            if (done)
+                reader->finish(filtered_);
+            data = filtered_.data();
+            size = filtered_.size();
+        }
     }
     if (size == 0 && !done && exchange_->to_client.header_sent())
         return do_read_response_body();

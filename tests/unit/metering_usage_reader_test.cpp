@@ -194,6 +194,17 @@ TEST(MeteringUsageReaderTest, ChatStreamUsageIsReadWholeByteByByteAndInRandomPie
     EXPECT_EQ(r.out, chat_stream);
 }
 
+TEST(MeteringUsageReaderTest, OnlyAHidingEventStreamRewritesAndScanReadsInPlace) {
+    EXPECT_TRUE(metering::usage_reader(dialect::chat_completions, true, true).rewrites());
+    // A JSON answer to a stream request has no chunk to drop: relayed as it is.
+    EXPECT_FALSE(metering::usage_reader(dialect::chat_completions, false, true).rewrites());
+    EXPECT_FALSE(metering::usage_reader(dialect::chat_completions, true, false).rewrites());
+    metering::usage_reader r(dialect::chat_completions, false, false);
+    r.scan(R"({"id":"x","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":5}})");
+    EXPECT_TRUE(r.complete());
+    EXPECT_EQ(r.result().total(), 12);
+}
+
 TEST(MeteringUsageReaderTest, HidingDropsExactlyTheUsageChunkEventAndKeepsDone) {
     const read_result r = read_every_way(dialect::chat_completions, true, true, chat_stream);
     expect_usage(r.usage, 176, 1024, 0, 42);

@@ -31,6 +31,10 @@ class usage_reader {
     // holds back more than one SSE event of at most max_held_event bytes (a longer event is
     // passed on as it comes: it cannot be a usage-only chunk).
     void feed(std::string_view in, std::string& out);
+    // Whether feed() may leave bytes out (hiding the usage chunk). When not, scan() reads
+    // the bytes in place, and the caller relays them as they are: no copy.
+    bool rewrites() const;
+    void scan(std::string_view in);
     // The body ended: appends whatever is still held back. A last event the body ended inside
     // (no blank line after it) still counts if its JSON is whole, and is still hidden if it is
     // the usage-only chunk.
