@@ -8,11 +8,21 @@ namespace {
 double seconds_between(deny_cache::clock::time_point a, deny_cache::clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
 }
+// A budget's answer depends on this request's own cost and on holds that can be given back
+// at any moment: checks with a metered item are neither remembered nor answered from here.
+bool has_metered(std::span<const check_item> items) {
+    for (const auto& item : items)
+        if (item.metered)
+            return true;
+    return false;
+}
+
 }  // namespace
 
 void deny_cache::remember(std::span<const check_item> items, const decision& d, double scale,
                           clock::time_point now) {
-    if (d.allowed || d.decided_locally || d.store_unavailable || d.results.size() != items.size())
+    if (d.allowed || d.decided_locally || d.store_unavailable || d.results.size() != items.size() ||
+        has_metered(items))
         return;
     for (std::size_t i = 0; i < items.size(); ++i) {
         const auto& r = d.results[i];
@@ -33,7 +43,7 @@ void deny_cache::remember(std::span<const check_item> items, const decision& d, 
 
 bool deny_cache::lookup(std::span<const check_item> items, double scale, clock::time_point now,
                         decision& out) const {
-    if (entries_.empty())
+    if (entries_.empty() || has_metered(items))
         return false;
     for (const auto& item : items) {
         if (item.shadow)

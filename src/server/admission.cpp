@@ -417,9 +417,7 @@ void admission::check_limit(handler_ptr& h) {
         return deliver(h);
     }
     check_started_ = std::chrono::steady_clock::now();
-    // A remembered denial is for one cost; a metered request's cost is its own.
-    if (limit::decision known;
-        !metered_.active() && ctx_.denials.lookup(items_, scale_, check_started_, known))
+    if (limit::decision known; ctx_.denials.lookup(items_, scale_, check_started_, known))
         return on_decision(std::move(known), true, h);
     ctx_.limiter.check(items_, [this, h = std::move(h)](limit::decision&& d) mutable {
         on_decision(std::move(d), false, h);
@@ -671,11 +669,9 @@ void admission::on_decision(limit::decision&& d, bool known_denial, handler_ptr&
         const auto& denying = d.results[static_cast<std::size_t>(std::max(d.tightest, 0))];
         if (known_denial) {
             verdict_.label = "denied-cached";
-        } else if (!std::ranges::any_of(items_, [](const auto& i) { return i.metered; })) {
+        } else {
             // Measured from when the check was sent, so it never outlasts the store's answer.
             ctx_.denials.remember(items_, d, scale_, check_started_);
-            verdict_.label = d.decided_locally ? "denied-local" : "denied";
-        } else {
             verdict_.label = d.decided_locally ? "denied-local" : "denied";
         }
         if (d.tightest >= 0 && denying.source->metered())

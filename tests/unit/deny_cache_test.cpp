@@ -125,3 +125,28 @@ TEST_F(DenyCacheTest, ConcurrencyDenialsAreNeverRememberedASlotCanFreeAnyMoment)
     EXPECT_FALSE(cache_.lookup(items, 1.0, t0_, out));
     EXPECT_FALSE(cache_.lookup(items, 1.0, t0_ + 100ms, out));
 }
+
+TEST_F(DenyCacheTest, ChecksWithABudgetAreNeitherRememberedNorAnsweredFromTheCache) {
+    cache_.remember(items_, denial(5.0), 1.0, t0_);
+    auto with_budget = items_;
+    limit::policy budget = named("daily_usd");
+    budget.what = limit::meter::usd;
+    auto b = item(budget, "k:daily_usd");
+    b.metered = true;
+    b.cost = 1000;
+    with_budget.push_back(b);
+    limit::decision out;
+    // The same burst denial, but this request's own cost decides the budget: ask the store.
+    EXPECT_FALSE(cache_.lookup(with_budget, 1.0, t0_ + 100ms, out));
+    EXPECT_TRUE(cache_.lookup(items_, 1.0, t0_ + 100ms, out));
+
+    limit::deny_cache fresh;
+    auto d = denial(5.0);
+    limit::policy_result r;
+    r.source = &budget;
+    r.allowed = true;
+    r.quota = 5e9;
+    d.results.push_back(r);
+    fresh.remember(with_budget, d, 1.0, t0_);
+    EXPECT_FALSE(fresh.lookup(items_, 1.0, t0_ + 100ms, out));
+}
